@@ -1,0 +1,16 @@
+// Prefixed ULIDs (`key_01H5X4Y6Z8A9B0C1D2E3F4G5H6`): sortable by creation time, random enough to
+// be unguessable. Domain layer; no I/O.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace datahub::core {
+
+/// A new id: `prefix` + `_` + 26 Crockford base32 characters (48-bit ms time, 80 random bits).
+std::string new_id(std::string_view prefix);
+
+/// True when `id` is `prefix_` followed by a well-formed ULID.
+bool is_valid_id(std::string_view prefix, std::string_view id);
+
+}  // namespace datahub::core

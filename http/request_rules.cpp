@@ -1,0 +1,124 @@
+// Path and credential rules.
+#include "http/request_rules.hpp"
+
+#include <cctype>
+
+#include <boost/beast/core/string.hpp>
+
+namespace datahub::http {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+std::optional<std::string> check_target(std::string_view target, std::string& path,
+                                        std::string& query) {
+  if (target.empty() || target.front() != '/')
+    return std::string{"Request target must be an absolute path"};
+  const auto qpos = target.find('?');
+  const auto raw_path = target.substr(0, qpos);
+  const auto raw_query = qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
+
+  for (size_t i = 0; i < raw_path.size(); ++i) {
+    const auto c = static_cast<unsigned char>(raw_path[i]);
+    if (c == '\\')
+      return std::string{"Path must not contain a backslash"};
+    if (c < 0x20 || c == 0x7f)
+      return std::string{"Path must not contain control characters"};
+    if (c == '%') {
+      const int hi = i + 1 < raw_path.size() ? hex_value(raw_path[i + 1]) : -1;
+      const int lo = i + 2 < raw_path.size() ? hex_value(raw_path[i + 2]) : -1;
+      if (hi < 0 || lo < 0)
+        return std::string{"Path has a malformed percent-encoding"};
+      const int decoded = hi * 16 + lo;
+      if (decoded == '/' || decoded == '.' || decoded == '\\' || decoded == 0)
+        return std::string{"Path must not contain encoded slashes, dots, backslashes or NUL"};
+    }
+  }
+  // Dot-segments: "." or ".." between slashes (or at the end).
+  size_t start = 1;
+  while (start <= raw_path.size()) {
+    auto end = raw_path.find('/', start);
+    if (end == std::string_view::npos)
+      end = raw_path.size();
+    const auto segment = raw_path.substr(start, end - start);
+    if (segment == "." || segment == "..")
+      return std::string{"Path must not contain dot-segments"};
+    start = end + 1;
+  }
+  for (unsigned char c : raw_query)
+    if (c < 0x20 || c == 0x7f)
+      return std::string{"Query must not contain control characters"};
+  if (raw_query.find("%00") != std::string_view::npos)
+    return std::string{"Query must not contain NUL"};
+  path.assign(raw_path);
+  query.assign(raw_query);
+  return std::nullopt;
+}
+
+credentials extract_credentials(const request& req) {
+  credentials out;
+  std::optional<std::string_view> from_header;
+  std::optional<std::string_view> from_auth;
+  bool unusable = false;
+
+  if (req.find("X-API-Key") != req.end()) {
+    const auto v = trim(req["X-API-Key"]);
+    if (v.empty())
+      unusable = true;
+    else
+      from_header = v;
+  }
+  if (req.find(bh::field::authorization) != req.end()) {
+    const auto v = trim(req[bh::field::authorization]);
+    const auto space = v.find(' ');
+    const auto scheme = v.substr(0, space);
+    if (!boost::beast::iequals(scheme, "Bearer")) {
+      unusable = true;
+    } else {
+      const auto token =
+          space == std::string_view::npos ? std::string_view{} : trim(v.substr(space + 1));
+      if (token.empty())
+        unusable = true;
+      else
+        from_auth = token;
+    }
+  }
+  if (from_header && from_auth && *from_header != *from_auth) {
+    out.what = credentials::kind::conflict;
+    return out;
+  }
+  if (from_header || from_auth) {
+    // A usable key next to an unusable header is still ambiguous: refuse it.
+    if (unusable) {
+      out.what = credentials::kind::conflict;
+      return out;
+    }
+    out.what = credentials::kind::secret;
+    out.secret = std::string{from_header ? *from_header : *from_auth};
+    out.from_authorization = from_auth.has_value();
+    return out;
+  }
+  out.what = unusable ? credentials::kind::invalid : credentials::kind::none;
+  return out;
+}
+
+}  // namespace datahub::http
