@@ -30,17 +30,20 @@ std::string new_id(std::string_view prefix) {
     bytes[static_cast<size_t>(i)] = static_cast<uint8_t>(ms >> (8 * (5 - i)));
   random_bytes(bytes.data() + 6, 10);
 
-  // 128 bits as 26 base32 digits: the first digit carries the top 3 bits.
+  // 128 bits as 26 base32 digits (130 bits, the first two zero): digit i holds bits
+  // [5i - 2, 5i + 3) of the byte string, counted from its most significant bit.
   std::string out;
   out.reserve(prefix.size() + 27);
   out.append(prefix).push_back('_');
-  unsigned __int128 v = 0;
-  for (auto b : bytes)
-    v = (v << 8) | b;
   char digits[26];
-  for (int i = 25; i >= 0; --i) {
-    digits[i] = crockford[static_cast<unsigned>(v & 31)];
-    v >>= 5;
+  for (int i = 0; i < 26; ++i) {
+    unsigned value = 0;
+    for (int b = 5 * i - 2; b < 5 * i + 3; ++b) {
+      const unsigned bit =
+          b < 0 ? 0u : (bytes[static_cast<size_t>(b / 8)] >> (7 - b % 8)) & 1u;
+      value = (value << 1) | bit;
+    }
+    digits[i] = crockford[value];
   }
   out.append(digits, 26);
   return out;

@@ -165,7 +165,7 @@ void init_logging(const log_options& options) {
   s.logger->set_pattern("%v");
   s.logger->set_level(parse_level(options.level));
   s.logger->flush_on(spdlog::level::warn);
-  spdlog::flush_every(std::chrono::milliseconds(200));
+  spdlog::flush_every(std::chrono::seconds(1));
   spdlog::set_default_logger(s.logger);
 }
 

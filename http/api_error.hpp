@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <boost/beast/http/status.hpp>
 
@@ -36,6 +37,9 @@ std::string_view to_string(api_errc code);
 boost::beast::http::status status_of(api_errc code);
 
 struct api_error {
+  api_error(api_errc c, std::string msg, std::optional<std::string> field = std::nullopt)
+      : code(c), message(std::move(msg)), param(std::move(field)) {}
+
   api_errc code;
   std::string message;               ///< for the client; never contains a secret
   std::optional<std::string> param;  ///< the offending field, for validation errors

@@ -20,6 +20,8 @@ struct upstream_target {
   std::string host;  ///< a literal address or a name resolved at connect time
   uint16_t port = 80;
   std::string base_path;  ///< prepended to the forwarded path; empty or `/x` without trailing `/`
+  /// `host:port` (IPv6 hosts in brackets): the Host header sent upstream and the pool's key.
+  std::string authority;
 };
 
 struct route {

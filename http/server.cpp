@@ -230,7 +230,7 @@ class session : public std::enable_shared_from_this<session> {
           });
         });
     ex->remote_ip = remote_ip_;
-    const auto incoming = ex->req[bh::field::x_request_id];
+    const auto incoming = ex->req["X-Request-Id"];
     ex->request_id = is_safe_request_id(incoming) ? std::string{incoming} : core::new_id("req");
     return ex;
   }
@@ -269,7 +269,7 @@ class session : public std::enable_shared_from_this<session> {
 
   // Headers every answer carries, then the request's metrics and log line.
   void finish(exchange& ex, response& res) {
-    res.set(bh::field::x_request_id, ex.request_id);
+    res.set("X-Request-Id", ex.request_id);
     const bool keep = !close_after_ && !draining_ && ex.req.keep_alive();
     res.keep_alive(keep);
     res.prepare_payload();

@@ -46,7 +46,8 @@ class key_store {
   template <class T>
   using callback = std::function<void(db_result<T>)>;
 
-  explicit key_store(std::shared_ptr<db_pool> pool);
+  /// `defaults` fills the `rate_limit` of the key objects written into events.
+  key_store(std::shared_ptr<db_pool> pool, core::rate_limit defaults);
 
   /// Inserts a new key (id, hash and prefix already set) and its `key.created` event.
   void insert(core::api_key key, callback<core::api_key> done);
@@ -79,6 +80,7 @@ class key_store {
 
  private:
   std::shared_ptr<db_pool> pool_;
+  core::rate_limit defaults_;
 };
 
 }  // namespace datahub::persistence

@@ -8,6 +8,7 @@
 
 #include <openssl/evp.h>
 #include <pqxx/nontransaction>
+#include <pqxx/result>
 #include <pqxx/transaction>
 
 #include "core/log.hpp"

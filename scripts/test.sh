@@ -9,7 +9,7 @@
 #                                   (Ctrl-C stops them), for running test binaries by hand
 #
 # Environment: DATAHUB_BUILD_DIR (default build/), DATAHUB_JOBS (default: all cores),
-# DATAHUB_SKIP_PACKAGES=1, DATAHUB_SKIP_FORMAT=1, CTEST_PARALLEL (default 2).
+# DATAHUB_SKIP_PACKAGES=1, DATAHUB_SKIP_BUILD=1, DATAHUB_SKIP_FORMAT=1, CTEST_PARALLEL (default 2).
 set -euo pipefail
 
 # shellcheck source=lib/common.sh

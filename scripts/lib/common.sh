@@ -87,9 +87,13 @@ ensure_packages() {
 }
 
 # Configures and builds into BUILD_DIR with Ninja. $1: CMAKE_BUILD_TYPE (Release by default).
-# The build type is only passed when it changes, so an unchanged tree builds incrementally.
+# DATAHUB_SKIP_BUILD=1 uses what is already in BUILD_DIR.
 build() {
   local type="${1:-Release}" jobs cache="$BUILD_DIR/CMakeCache.txt"
+  if [[ "${DATAHUB_SKIP_BUILD:-0}" == 1 ]]; then
+    log "DATAHUB_SKIP_BUILD=1: using the build in $BUILD_DIR as it is"
+    return 0
+  fi
   jobs="${DATAHUB_JOBS:-$(nproc 2>/dev/null || echo 2)}"
   if [[ -f "$cache" ]] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$cache"; then
     die "$BUILD_DIR was configured with another generator; remove it or set DATAHUB_BUILD_DIR to another folder"
@@ -412,7 +416,7 @@ EOF
 
   log "starting the demo upstream (nginx) on 127.0.0.1:$port"
   setsid "$nginx" -p "$dir" -e "$dir/nginx-error.log" -c "$dir/nginx.conf" \
-    </dev/null >>"$dir/nginx-error.log" 2>&1 9>&- &
+    </dev/null >>"$dir/nginx-stdout.log" 2>&1 9>&- &
   pid=$!
   echo "$pid" >"$dir/nginx.pid"
   on_exit stop_demo_upstream "'$dir'"
