@@ -3,6 +3,7 @@
 // the key's own actor. One actor per key in use; it stops when the key goes idle.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,14 +30,18 @@ class key_store;
 
 namespace datahub::actors {
 
+class key_source;
+class rate_limiter;
+struct limiter_state;
+
 /// One window's state after a check, as the rate-limit headers show it.
 struct window_state {
   const char* name = "minute";  ///< `minute` or `hour`
   int64_t window_seconds = 60;
   int64_t limit = 0;
   int64_t remaining = 0;      ///< requests still admitted now
-  int64_t reset_seconds = 0;  ///< seconds until `remaining` is back to `limit` (0 when full),
-                              ///< or, at 0 remaining, until the next request is admitted (>= 1)
+  int64_t reset_seconds = 0;  ///< seconds until the current aligned window ends, or, at 0
+                              ///< remaining, until the next request is admitted; at least 1
 };
 
 /// The answer to one admission request.
@@ -58,14 +63,39 @@ struct admission {
   /// Which window refused (`minute` or `hour`); rate_limited only.
   const char* limited_by = "minute";
 
-  /// The window closest to running out (fewest remaining; on a tie, the longer reset).
+  /// The window the `RateLimit` header shows. On a refusal the one named by `limited_by` (the
+  /// refusing window with the longest wait), so its reset equals retry_after_seconds; otherwise
+  /// the one closest to running out (fewest remaining; on a tie, the longer reset).
   const window_state& tightest() const;
+};
+
+/// The registry's bounds and hooks; the defaults suit production.
+struct registry_options {
+  /// Key records kept after their actors stopped (about 1 KiB each); beyond it an arbitrary
+  /// entry is evicted and that key is read from PostgreSQL again when next used.
+  size_t key_cache_max = 100000;
+  /// Unknown hashes remembered, so a flood of well-formed unknown keys stays off PostgreSQL.
+  size_t negative_cache_max = 100000;
+  std::chrono::milliseconds negative_ttl{5000};
+  /// Requests a key actor holds while its key is being read.
+  size_t pending_max = 1024;
+  /// Nanoseconds since the Unix epoch, for limits, timeouts and cache expiry; empty:
+  /// std::chrono::system_clock. Rate-limit windows are aligned to it, so every instance counts
+  /// in the same minutes and hours.
+  std::function<int64_t()> clock;
+  /// Makes a key's limiter from its parked state; empty: the local sliding-window counter
+  /// (rate_limiter.hpp).
+  std::function<std::unique_ptr<rate_limiter>(const std::string&, limiter_state)> make_limiter;
 };
 
 class key_registry {
  public:
+  /// `store` must outlive the registry.
   key_registry(caf::actor_system& system, persistence::key_store& store,
                const config::settings& settings, core::metrics& metrics);
+  key_registry(caf::actor_system& system, std::shared_ptr<key_source> source,
+               const config::settings& settings, core::metrics& metrics,
+               registry_options options = {});
   ~key_registry();
 
   key_registry(const key_registry&) = delete;

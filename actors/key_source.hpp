@@ -23,8 +23,7 @@ class key_source {
 
   virtual ~key_source() = default;
 
-  virtual void find_by_hash(std::string key_hash,
-                            callback<std::optional<core::api_key>> done) = 0;
+  virtual void find_by_hash(std::string key_hash, callback<std::optional<core::api_key>> done) = 0;
 
   /// Keys whose updated_at is at or after `since`.
   virtual void changed_since(core::timestamp since, callback<std::vector<core::api_key>> done) = 0;

@@ -1,6 +1,7 @@
 // Rate-limit counting for SPEC 3.4, actors layer: a key's minute and hour windows are checked and
-// counted in one step with GCRA (generic cell rate algorithm). The local implementation keeps the
-// state inside the key's actor; a shared implementation (Redis) can fill the same interface.
+// counted in one step with a sliding-window counter. The local implementation keeps the state
+// inside the key's actor; a shared implementation (Redis, the same arithmetic in a script) can
+// fill the same interface.
 #pragma once
 
 #include <cstdint>
@@ -11,22 +12,23 @@
 
 namespace datahub::actors {
 
-/// One window's GCRA state: the theoretical arrival time (ns on the limiter's monotonic clock)
-/// and the limit it was counted with, so a changed limit keeps the usage in requests.
-struct gcra_window {
-  int64_t tat = 0;
-  int64_t limit = 0;  ///< 0: never counted
+/// One window's counts. Windows of length W are aligned to multiples of W on the limiter's clock
+/// (nanoseconds since the Unix epoch in production), so every instance sees the same windows.
+/// The limit is not part of the state: a changed limit applies to the same counts.
+struct window_counts {
+  int64_t window = 0;  ///< index of the aligned window `current` belongs to
+  int64_t previous = 0;
+  int64_t current = 0;
 };
 
-/// A key's whole limiter state; 32 bytes, small enough to park while the key's actor is stopped.
-struct gcra_state {
-  gcra_window minute;
-  gcra_window hour;
+/// A key's whole limiter state; 48 bytes, small enough to park while the key's actor is stopped.
+struct limiter_state {
+  window_counts minute;
+  window_counts hour;
 
-  /// True when both windows are full again at `now_ns` (the state carries no usage).
-  bool replenished_at(int64_t now_ns) const {
-    return minute.tat <= now_ns && hour.tat <= now_ns;
-  }
+  /// True when at `now_ns` nothing counted is left in either sliding window (two windows after
+  /// the last admission at the latest), so dropping the state changes no decision.
+  bool idle_at(int64_t now_ns) const;
 };
 
 /// The outcome of one check: whether the request was admitted and both windows as they are now.
@@ -46,36 +48,46 @@ class rate_limiter {
   virtual ~rate_limiter() = default;
 
   /// Admits the request only when both windows of `limits` allow it, and only then counts it in
-  /// both. A refused request consumes nothing. `now_ns` is monotonic.
+  /// both. A refused request consumes nothing. `now_ns` is nanoseconds since the Unix epoch.
   virtual limit_decision check_and_consume(const core::rate_limit& limits, int64_t now_ns) = 0;
 
   /// What must be kept while the key's actor is stopped so a respawned actor continues where
   /// this one left off; nullopt when nothing needs keeping at `now_ns`.
-  virtual std::optional<gcra_state> state_to_park(int64_t now_ns) const = 0;
+  virtual std::optional<limiter_state> state_to_park(int64_t now_ns) const = 0;
 };
 
-/// GCRA in this process: exact for one instance (or REDIS_URL unset).
+/// The sliding-window counter in this process: for one instance (or REDIS_URL unset).
 class local_rate_limiter final : public rate_limiter {
  public:
-  explicit local_rate_limiter(gcra_state initial = {}) : state_(initial) {}
+  explicit local_rate_limiter(limiter_state initial = {}) : state_(initial) {}
 
   limit_decision check_and_consume(const core::rate_limit& limits, int64_t now_ns) override;
-  std::optional<gcra_state> state_to_park(int64_t now_ns) const override;
+  std::optional<limiter_state> state_to_park(int64_t now_ns) const override;
 
-  const gcra_state& state() const { return state_; }
+  const limiter_state& state() const { return state_; }
 
  private:
-  gcra_state state_;
+  limiter_state state_;
 };
 
-/// The GCRA step itself, on any state: both windows checked, both counted only when both admit.
+/// The sliding-window step itself, on any state: both windows checked, both counted only when
+/// both admit.
 ///
-/// Each window of limit L over period P has an emission interval T = ceil(P / L) ns and a
-/// capacity of L * T ns; its level is how far its TAT lies ahead of now. A request is admitted
-/// when level + T <= L * T, which lets a burst of exactly L through from an idle window and
-/// then one request per T. Rounding T up keeps the long-run rate at or under L per P; the error
-/// is below one nanosecond per request. All arithmetic is on integers, so nothing drifts.
-limit_decision gcra_check_and_consume(gcra_state& state, const core::rate_limit& limits,
-                                      int64_t now_ns);
+/// A window of length W and limit L keeps the count of the current aligned window (cur) and of
+/// the one before it (prev). At elapsed fraction f of the current window its estimate is
+/// prev * (1 - f) + cur, and a request is admitted when estimate + 1 <= L. Evaluated in integer
+/// milliseconds as prev * (W - e) + (cur + 1) * W <= L * W (e: elapsed ms), which stays below
+/// 2^63 for limits up to 10^12.
+///
+/// Every aligned window admits at most L, and a key hammered from a fresh state gets exactly L
+/// in its first window. The estimate assumes the previous window's requests were spread evenly
+/// over it, and a rolling span of W is off by exactly how far they were not: a span ending at
+/// fraction f of a window holds at most L plus the previous window's requests in the span beyond
+/// their even share prev * (1 - f). Right after an edge that is small (L admitted in the last
+/// 0.1 s of a window, then at most about L * 0.1 / 60 + 1 in the first 0.1 s of the next minute),
+/// but a client that sends its whole limit at the very end of one window and keeps hammering
+/// through the next gets close to 2L in the span of W that starts with that burst.
+limit_decision sliding_window_check_and_consume(limiter_state& state,
+                                                const core::rate_limit& limits, int64_t now_ns);
 
 }  // namespace datahub::actors

@@ -24,9 +24,14 @@ class usage_store;
 
 namespace datahub::actors {
 
+class usage_sink;
+
 class usage_recorder {
  public:
+  /// `store` must outlive the recorder and its last write.
   usage_recorder(caf::actor_system& system, persistence::usage_store& store,
+                 const config::settings& settings, core::metrics& metrics);
+  usage_recorder(caf::actor_system& system, std::shared_ptr<usage_sink> sink,
                  const config::settings& settings, core::metrics& metrics);
   ~usage_recorder();
 

@@ -45,8 +45,9 @@ std::optional<std::string> database_url() {
 int migrate(bool status_only) {
   auto url = database_url();
   if (!url)
-    return print_config_errors({"DATABASE_URL is required: a PostgreSQL URL such as "
-                                "postgresql://user:password@host:5432/datahub"});
+    return print_config_errors(
+        {"DATABASE_URL is required: a PostgreSQL URL such as "
+         "postgresql://user:password@host:5432/datahub"});
   if (status_only) {
     auto states = persistence::migration_status(*url);
     if (!states) {
@@ -96,7 +97,7 @@ int run_command(const std::vector<std::string>& args) {
   if (cmd == "keys" && args.size() >= 2 && args[1] == "generate") {
     const bool test = args.size() >= 3 && args[2] == "--test";
     std::printf("%s\n", core::generate_secret(test ? core::key_environment::test
-                                                    : core::key_environment::live)
+                                                   : core::key_environment::live)
                             .c_str());
     return 0;
   }

@@ -53,9 +53,9 @@ bool migrate_on_start(const config::settings& s) {
     const auto& err = applied.error();
     if (err.code != persistence::db_errc::unavailable ||
         std::chrono::steady_clock::now() > deadline) {
-      core::log_error("Cannot apply database migrations; refusing to start",
-                      {{"error", std::string{persistence::to_string(err.code)}},
-                       {"detail", err.detail}});
+      core::log_error(
+          "Cannot apply database migrations; refusing to start",
+          {{"error", std::string{persistence::to_string(err.code)}}, {"detail", err.detail}});
       return false;
     }
     core::log_warn("PostgreSQL is not reachable yet; retrying migrations",
@@ -71,12 +71,10 @@ bool bootstrap_admin_key(const config::settings& s, persistence::key_store& keys
   while (true) {
     std::promise<persistence::db_result<core::api_key>> promise;
     auto future = promise.get_future();
-    keys.ensure_admin_key(core::hash_secret(s.api_key_salt, *s.admin_api_key),
-                          core::display_prefix(*s.admin_api_key),
-                          std::string{core::to_string(*core::check_secret_format(*s.admin_api_key))},
-                          [&promise](persistence::db_result<core::api_key> r) {
-                            promise.set_value(std::move(r));
-                          });
+    keys.ensure_admin_key(
+        core::hash_secret(s.api_key_salt, *s.admin_api_key), core::display_prefix(*s.admin_api_key),
+        std::string{core::to_string(*core::check_secret_format(*s.admin_api_key))},
+        [&promise](persistence::db_result<core::api_key> r) { promise.set_value(std::move(r)); });
     auto result = future.get();
     if (result) {
       core::log_info("Admin key ensured", {{"keyId", result->id}});
@@ -127,7 +125,9 @@ class active_key_gauge {
   std::thread thread_;
 };
 
-int hardware_threads() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
+int hardware_threads() {
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
 
 }  // namespace
 
@@ -141,8 +141,8 @@ int serve(const config::settings& s) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  core::init_logging({s.log_level, s.log_fmt == config::log_format::json,
-                      std::string{config::to_string(s.env)}});
+  core::init_logging(
+      {s.log_level, s.log_fmt == config::log_format::json, std::string{config::to_string(s.env)}});
   core::log_info("Starting", {{"port", static_cast<int64_t>(s.port)}});
 
   std::shared_ptr<const http::route_table> initial_routes;
@@ -190,9 +190,8 @@ int serve(const config::settings& s) {
   if (initial_routes)
     routes.replace(initial_routes);
 
-  auto liveness_actor = system.spawn([]() -> caf::behavior {
-    return {[](const liveness_callback& reply) { reply(true); }};
-  });
+  auto liveness_actor = system.spawn(
+      []() -> caf::behavior { return {[](const liveness_callback& reply) { reply(true); }}; });
   http::health health{pool,
                       [liveness_actor](liveness_callback reply) {
                         caf::anon_send(liveness_actor, std::move(reply));
@@ -211,8 +210,7 @@ int serve(const config::settings& s) {
   opts.idle_timeout = s.idle_timeout;
   opts.max_pipelined = s.max_pipelined;
   opts.io_threads = s.io_threads > 0 ? s.io_threads : hardware_threads();
-  http::server server{opts, [&router](std::shared_ptr<http::exchange> ex) { router(ex); },
-                      metrics};
+  http::server server{opts, [&router](std::shared_ptr<http::exchange> ex) { router(ex); }, metrics};
   try {
     server.start();
   } catch (const std::exception& e) {
@@ -224,9 +222,10 @@ int serve(const config::settings& s) {
     core::shutdown_logging();
     return 1;
   }
-  core::log_info("Listening", {{"address", s.bind_address},
-                               {"port", static_cast<int64_t>(server.port())},
-                               {"routes", static_cast<int64_t>(routes.current()->routes().size())}});
+  core::log_info("Listening",
+                 {{"address", s.bind_address},
+                  {"port", static_cast<int64_t>(server.port())},
+                  {"routes", static_cast<int64_t>(routes.current()->routes().size())}});
 
   while (true) {
     int sig = 0;

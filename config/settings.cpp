@@ -108,8 +108,9 @@ load_result load_settings(const env_lookup& env) {
   if (auto v = r.raw("DATABASE_URL"))
     s.database_url = *v;
   else
-    r.error("DATABASE_URL is required: a PostgreSQL URL such as "
-            "postgresql://user:password@host:5432/datahub");
+    r.error(
+        "DATABASE_URL is required: a PostgreSQL URL such as "
+        "postgresql://user:password@host:5432/datahub");
   r.integer("DATABASE_POOL_SIZE", s.database_pool_size, 1, 64);
   r.integer("DATABASE_QUEUE_MAX", s.database_queue_max, 1, 1000000);
   r.duration("DATABASE_TIMEOUT_MS", s.database_timeout, 100, max_ms);
@@ -139,20 +140,23 @@ load_result load_settings(const env_lookup& env) {
     s.api_key_salt = *v;
     if (s.env == environment::production) {
       if (*v == placeholder_salt)
-        r.error("API_KEY_SALT is the example placeholder; set a random value of at least 32 "
-                "characters (for example: openssl rand -base64 48)");
+        r.error(
+            "API_KEY_SALT is the example placeholder; set a random value of at least 32 "
+            "characters (for example: openssl rand -base64 48)");
       else if (v->size() < 32)
         r.error("API_KEY_SALT must be at least 32 characters in production (got " +
                 std::to_string(v->size()) + ")");
     }
   } else {
-    r.error("API_KEY_SALT is required: a random secret of at least 32 characters (for "
-            "example: openssl rand -base64 48)");
+    r.error(
+        "API_KEY_SALT is required: a random secret of at least 32 characters (for "
+        "example: openssl rand -base64 48)");
   }
   if (auto v = r.raw("ADMIN_API_KEY")) {
     if (!core::check_secret_format(*v))
-      r.error("ADMIN_API_KEY is not a well-formed DataHub secret; make one with "
-              "`datahub keys generate`");
+      r.error(
+          "ADMIN_API_KEY is not a well-formed DataHub secret; make one with "
+          "`datahub keys generate`");
     else
       s.admin_api_key = *v;
   }

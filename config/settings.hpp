@@ -30,13 +30,13 @@ struct settings {
   std::string bind_address = "0.0.0.0";  ///< BIND_ADDRESS
   uint16_t port = 3000;                  ///< PORT
 
-  std::string database_url;         ///< DATABASE_URL (required)
-  int database_pool_size = 4;       ///< DATABASE_POOL_SIZE: connections, 1..64
-  int database_queue_max = 1000;    ///< DATABASE_QUEUE_MAX: queued queries before 503
-  millis database_timeout{5000};    ///< DATABASE_TIMEOUT_MS: per query, and connect timeout
+  std::string database_url;              ///< DATABASE_URL (required)
+  int database_pool_size = 4;            ///< DATABASE_POOL_SIZE: connections, 1..64
+  int database_queue_max = 1000;         ///< DATABASE_QUEUE_MAX: queued queries before 503
+  millis database_timeout{5000};         ///< DATABASE_TIMEOUT_MS: per query, and connect timeout
   std::optional<std::string> redis_url;  ///< REDIS_URL; unset: limits are per instance
 
-  std::string log_level = "info";    ///< LOG_LEVEL: trace, debug, info, warn, error
+  std::string log_level = "info";  ///< LOG_LEVEL: trace, debug, info, warn, error
   log_format log_fmt = log_format::json;
 
   std::string api_key_salt;                  ///< API_KEY_SALT (required)
@@ -55,13 +55,13 @@ struct settings {
   int io_threads = 0;                        ///< IO_THREADS; 0: one per core
   int actor_threads = 0;                     ///< ACTOR_THREADS; 0: one per core
 
-  millis key_idle_timeout{60000};      ///< KEY_IDLE_TIMEOUT_MS: a key actor stops when idle
-  millis key_refresh_interval{1000};   ///< KEY_REFRESH_INTERVAL_MS: poll for key changes
-  millis usage_flush_interval{5000};   ///< USAGE_FLUSH_INTERVAL_MS
-  size_t usage_buffer_max = 100000;    ///< USAGE_BUFFER_MAX: key-minutes held while PG is down
+  millis key_idle_timeout{60000};     ///< KEY_IDLE_TIMEOUT_MS: a key actor stops when idle
+  millis key_refresh_interval{1000};  ///< KEY_REFRESH_INTERVAL_MS: poll for key changes
+  millis usage_flush_interval{5000};  ///< USAGE_FLUSH_INTERVAL_MS
+  size_t usage_buffer_max = 100000;   ///< USAGE_BUFFER_MAX: key-minutes held while PG is down
 
-  millis webhook_timeout{30000};  ///< WEBHOOK_TIMEOUT_MS
-  int webhook_max_retries = 5;    ///< WEBHOOK_MAX_RETRIES
+  millis webhook_timeout{30000};       ///< WEBHOOK_TIMEOUT_MS
+  int webhook_max_retries = 5;         ///< WEBHOOK_MAX_RETRIES
   bool webhook_allow_private = false;  ///< WEBHOOK_ALLOW_PRIVATE_TARGETS
 
   millis shutdown_drain{5000};     ///< SHUTDOWN_DRAIN_MS: still serving after SIGTERM

@@ -39,8 +39,7 @@ std::string new_id(std::string_view prefix) {
   for (int i = 0; i < 26; ++i) {
     unsigned value = 0;
     for (int b = 5 * i - 2; b < 5 * i + 3; ++b) {
-      const unsigned bit =
-          b < 0 ? 0u : (bytes[static_cast<size_t>(b / 8)] >> (7 - b % 8)) & 1u;
+      const unsigned bit = b < 0 ? 0u : (bytes[static_cast<size_t>(b / 8)] >> (7 - b % 8)) & 1u;
       value = (value << 1) | bit;
     }
     digits[i] = crockford[value];

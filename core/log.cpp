@@ -61,7 +61,9 @@ std::string_view level_name(spdlog::level::level_enum level) {
   }
 }
 
-bool is_base62(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+bool is_base62(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0;
+}
 
 void append_value(std::string& out, const log_field& f, bool json) {
   if (is_secret_field(f.key)) {
@@ -131,8 +133,8 @@ bool is_secret_field(std::string_view name) {
   lower.reserve(name.size());
   for (char c : name)
     lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  for (const char* needle : {"authorization", "api-key", "apikey", "api_key", "secret",
-                             "password", "token"})
+  for (const char* needle :
+       {"authorization", "api-key", "apikey", "api_key", "secret", "password", "token"})
     if (lower.find(needle) != std::string::npos)
       return true;
   return false;
@@ -144,8 +146,8 @@ std::string scrub_secrets(std::string line) {
     size_t pos = 0;
     while ((pos = line.find(m, pos)) != std::string::npos) {
       size_t end = pos + m.size();
-      while (end < line.size() && (is_base62(line[end]) || line[end] == '+' ||
-                                   line[end] == '/' || line[end] == '=' || line[end] == '_'))
+      while (end < line.size() && (is_base62(line[end]) || line[end] == '+' || line[end] == '/' ||
+                                   line[end] == '=' || line[end] == '_'))
         ++end;
       line.replace(pos, end - pos, "[REDACTED]");
       pos += 10;

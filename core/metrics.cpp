@@ -16,8 +16,7 @@ using prometheus::BuildHistogram;
 }  // namespace
 
 const prometheus::Histogram::BucketBoundaries& metrics::http_buckets() {
-  static const prometheus::Histogram::BucketBoundaries b{0.01, 0.05, 0.1, 0.25, 0.5,
-                                                         1,    2.5,  5,   10};
+  static const prometheus::Histogram::BucketBoundaries b{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   return b;
 }
 

@@ -31,7 +31,9 @@ bool read_digits(std::string_view s, size_t pos, size_t n, int& out) {
   return true;
 }
 
-bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+bool is_leap(int y) {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
 
 }  // namespace
 
@@ -92,9 +94,9 @@ std::optional<timestamp> parse_rfc3339(std::string_view s) {
   }
   if (pos != s.size())
     return std::nullopt;
-  const int64_t secs = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) *
-                           86400 +
-                       h * 3600 + mi * 60 + std::min(se, 59) - offset_minutes * 60;
+  const int64_t secs =
+      days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d)) * 86400 + h * 3600 +
+      mi * 60 + std::min(se, 59) - offset_minutes * 60;
   return timestamp{std::chrono::microseconds{secs * 1000000 + micros}};
 }
 

@@ -12,7 +12,9 @@ namespace datahub::core {
 using timestamp = std::chrono::system_clock::time_point;
 
 /// Current wall-clock time.
-inline timestamp now() { return std::chrono::system_clock::now(); }
+inline timestamp now() {
+  return std::chrono::system_clock::now();
+}
 
 /// Formats as `2024-01-15T10:30:00.000Z`.
 std::string to_rfc3339(timestamp t);
@@ -24,6 +26,8 @@ std::optional<timestamp> parse_rfc3339(std::string_view text);
 inline int64_t to_unix_ms(timestamp t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
-inline timestamp from_unix_ms(int64_t ms) { return timestamp{std::chrono::milliseconds{ms}}; }
+inline timestamp from_unix_ms(int64_t ms) {
+  return timestamp{std::chrono::milliseconds{ms}};
+}
 
 }  // namespace datahub::core

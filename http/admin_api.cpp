@@ -27,8 +27,8 @@ namespace datahub::http {
 namespace {
 
 using json = nlohmann::json;
-using persistence::db_error;
 using persistence::db_errc;
+using persistence::db_error;
 using persistence::db_result;
 
 constexpr std::string_view keys_path = "/api/v1/keys";
@@ -141,10 +141,11 @@ class key_endpoints : public std::enable_shared_from_this<key_endpoints> {
               return;
             case verdict::rate_limited: {
               // Admission without counting checks no limits; answered properly all the same.
-              const auto retry = std::to_string(std::max<int64_t>(1, admission.retry_after_seconds));
-              ex->fail(api_error{api_errc::rate_limit_exceeded, "Rate limit exceeded",
-                                 std::nullopt},
-                       [retry](response& res) { res.set(bh::field::retry_after, retry); });
+              const auto retry =
+                  std::to_string(std::max<int64_t>(1, admission.retry_after_seconds));
+              ex->fail(
+                  api_error{api_errc::rate_limit_exceeded, "Rate limit exceeded", std::nullopt},
+                  [retry](response& res) { res.set(bh::field::retry_after, retry); });
               return;
             }
             case verdict::unavailable:
@@ -163,20 +164,22 @@ class key_endpoints : public std::enable_shared_from_this<key_endpoints> {
       ex->fail(query.error());
       return;
     }
-    keys_.list(std::move(*query), [self = shared_from_this(), ex](db_result<persistence::key_page> r) {
-      guarded(ex, [&] {
-        if (!r) {
-          self->fail_db(ex, r.error(), "list");
-          return;
-        }
-        const auto at = core::now();
-        json data = json::array();
-        for (const auto& key : r->data)
-          data.push_back(core::to_json(key, self->settings_.default_limits, at));
-        const json page = {{"object", "list"}, {"data", std::move(data)}, {"has_more", r->has_more}};
-        ex->reply_json(bh::status::ok, dump(page));
-      });
-    });
+    keys_.list(std::move(*query),
+               [self = shared_from_this(), ex](db_result<persistence::key_page> r) {
+                 guarded(ex, [&] {
+                   if (!r) {
+                     self->fail_db(ex, r.error(), "list");
+                     return;
+                   }
+                   const auto at = core::now();
+                   json data = json::array();
+                   for (const auto& key : r->data)
+                     data.push_back(core::to_json(key, self->settings_.default_limits, at));
+                   const json page = {
+                       {"object", "list"}, {"data", std::move(data)}, {"has_more", r->has_more}};
+                   ex->reply_json(bh::status::ok, dump(page));
+                 });
+               });
   }
 
   void create(const std::shared_ptr<exchange>& ex) {
@@ -226,9 +229,10 @@ class key_endpoints : public std::enable_shared_from_this<key_endpoints> {
       ex->fail(key_not_found);
       return;
     }
-    keys_.find_by_id(id, [self = shared_from_this(), ex](db_result<std::optional<core::api_key>> r) {
-      guarded(ex, [&] { self->answer_key(ex, r, "get", false); });
-    });
+    keys_.find_by_id(id,
+                     [self = shared_from_this(), ex](db_result<std::optional<core::api_key>> r) {
+                       guarded(ex, [&] { self->answer_key(ex, r, "get", false); });
+                     });
   }
 
   void patch(const std::shared_ptr<exchange>& ex, const std::string& id) {
@@ -283,7 +287,8 @@ class key_endpoints : public std::enable_shared_from_this<key_endpoints> {
   }
 
   void apply_patch(const std::shared_ptr<exchange>& ex, const std::string& id,
-                   const patch_key_request& request, const std::optional<core::rate_limit>& current) {
+                   const patch_key_request& request,
+                   const std::optional<core::rate_limit>& current) {
     auto patch = resolve_patch(request, current, settings_.default_limits);
     if (!patch) {
       ex->fail(patch.error());
@@ -309,8 +314,7 @@ class key_endpoints : public std::enable_shared_from_this<key_endpoints> {
     }
     if (changed)
       registry_.key_changed(**r);
-    ex->reply_json(bh::status::ok,
-                   dump(core::to_json(**r, settings_.default_limits, core::now())));
+    ex->reply_json(bh::status::ok, dump(core::to_json(**r, settings_.default_limits, core::now())));
   }
 
   /// An outage (PostgreSQL down, queue full, slow) is a 503 the client may retry; anything else
@@ -354,7 +358,8 @@ struct admin_api::impl {
 // Admin requests are counted by the session under `path_label`; nothing here records more.
 admin_api::admin_api(const config::settings& settings, persistence::key_store& keys,
                      actors::key_registry& registry, core::metrics& /*metrics*/)
-    : impl_(std::make_unique<impl>(impl{std::make_shared<key_endpoints>(settings, keys, registry)})) {
+    : impl_(
+          std::make_unique<impl>(impl{std::make_shared<key_endpoints>(settings, keys, registry)})) {
 }
 
 admin_api::~admin_api() = default;
@@ -378,29 +383,29 @@ void admin_api::handle(std::shared_ptr<exchange> ex) {
     return;
   }
 
-  impl_->keys->authenticate(ex, [keys = impl_->keys, route = std::move(route)](
-                                    const std::shared_ptr<exchange>& e) {
-    // SPEC 4.1: a body of any other type is refused before it is read, whatever the method.
-    if (!e->req.body().empty() && !is_json_content_type(e->req[bh::field::content_type])) {
-      e->fail(api_error{api_errc::unsupported_media_type, "Content-Type must be application/json",
-                        std::nullopt});
-      return;
-    }
-    const auto method = e->req.method();
-    if (route.which == endpoint::key_collection) {
-      if (method == bh::verb::get)
-        keys->list(e);
-      else
-        keys->create(e);
-      return;
-    }
-    if (method == bh::verb::get)
-      keys->get(e, route.id);
-    else if (method == bh::verb::patch)
-      keys->patch(e, route.id);
-    else
-      keys->revoke(e, route.id);
-  });
+  impl_->keys->authenticate(
+      ex, [keys = impl_->keys, route = std::move(route)](const std::shared_ptr<exchange>& e) {
+        // SPEC 4.1: a body of any other type is refused before it is read, whatever the method.
+        if (!e->req.body().empty() && !is_json_content_type(e->req[bh::field::content_type])) {
+          e->fail(api_error{api_errc::unsupported_media_type,
+                            "Content-Type must be application/json", std::nullopt});
+          return;
+        }
+        const auto method = e->req.method();
+        if (route.which == endpoint::key_collection) {
+          if (method == bh::verb::get)
+            keys->list(e);
+          else
+            keys->create(e);
+          return;
+        }
+        if (method == bh::verb::get)
+          keys->get(e, route.id);
+        else if (method == bh::verb::patch)
+          keys->patch(e, route.id);
+        else
+          keys->revoke(e, route.id);
+      });
 }
 
 }  // namespace datahub::http

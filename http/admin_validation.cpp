@@ -25,14 +25,18 @@ api_error unknown_field(const std::string& name) {
   return field_error(name, "Unknown field '" + name + "'");
 }
 
-bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+bool is_ascii_space(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
 
-char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+char ascii_lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(),
-                    [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return ascii_lower(x) == ascii_lower(y);
+         });
 }
 
 std::string_view trim(std::string_view s) {
@@ -104,8 +108,7 @@ validated<int64_t> parse_limit(const json& value, const std::string& param) {
 // `{per_minute, per_hour}` with either field optional. Both given: per_hour >= per_minute.
 validated<partial_limits> parse_limits_object(const json& value) {
   if (!value.is_object())
-    return field_error("rate_limit",
-                       "rate_limit must be an object with per_minute and per_hour");
+    return field_error("rate_limit", "rate_limit must be an object with per_minute and per_hour");
   partial_limits out;
   for (const auto& [field, v] : value.items()) {
     const std::string param = "rate_limit." + field;
@@ -141,8 +144,7 @@ validated<core::rate_limit> merge_limits(const partial_limits& given, const core
 
 validated<std::string> parse_name(const json& value) {
   const auto refuse = [] {
-    return field_error("name", "name must be a string of 1 to " +
-                                   std::to_string(max_name_chars) +
+    return field_error("name", "name must be a string of 1 to " + std::to_string(max_name_chars) +
                                    " characters, not blank, without control characters");
   };
   if (!value.is_string())
@@ -164,8 +166,8 @@ bool is_valid_scope(std::string_view scope) {
   if (scope.empty() || scope.size() > max_scope_chars)
     return false;
   return std::all_of(scope.begin(), scope.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == ':' || c == '.' ||
-           c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == ':' || c == '.' || c == '_' ||
+           c == '-';
   });
 }
 
@@ -212,7 +214,8 @@ validated<json> parse_metadata(const json& value) {
   if (!value.is_object())
     return field_error("metadata", "metadata must be a JSON object");
   if (!storable_in_jsonb(value))
-    return field_error("metadata", "metadata must not contain NUL characters or non-finite numbers");
+    return field_error("metadata",
+                       "metadata must not contain NUL characters or non-finite numbers");
   if (value.dump().size() > max_metadata_bytes)
     return field_error("metadata", "metadata must serialise to at most " +
                                        std::to_string(max_metadata_bytes) + " bytes");
@@ -228,8 +231,8 @@ validated<core::timestamp> parse_expiry(const json& value, core::timestamp now) 
   if (!value.is_string())
     return refuse();
   const auto& text = value.get_ref<const std::string&>();
-  if (text.size() < 4 || !std::all_of(text.begin(), text.begin() + 4,
-                                      [](char c) { return c >= '0' && c <= '9'; }))
+  if (text.size() < 4 ||
+      !std::all_of(text.begin(), text.begin() + 4, [](char c) { return c >= '0' && c <= '9'; }))
     return refuse();
   if (std::stoi(text.substr(0, 4)) >= 2200)
     return refuse();
@@ -255,8 +258,8 @@ validated<std::vector<query_param>> split_query(std::string_view query) {
       continue;
     const auto eq = pair.find('=');
     auto name = percent_decode(pair.substr(0, eq));
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{}
-                                                             : pair.substr(eq + 1));
+    auto value =
+        percent_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
     if (!name || !value || !is_valid_utf8(*name) || !is_valid_utf8(*value))
       return invalid_request("Malformed query string");
     params.push_back(query_param{std::move(*name), std::move(*value)});
@@ -405,9 +408,9 @@ validated<create_key_request> validate_create(const json& body, const config::se
   }
 
   if (const auto it = body.find("environment"); it != body.end()) {
-    const auto env =
-        it->is_string() ? core::parse_key_environment(it->get_ref<const std::string&>())
-                        : std::nullopt;
+    const auto env = it->is_string()
+                         ? core::parse_key_environment(it->get_ref<const std::string&>())
+                         : std::nullopt;
     if (!env)
       return field_error("environment", "environment must be \"live\" or \"test\"");
     out.environment = *env;
@@ -422,8 +425,8 @@ validated<patch_key_request> validate_patch(const json& body, core::timestamp no
     if (std::find(std::begin(known), std::end(known), field) != std::end(known))
       continue;
     if (field == "id" || field == "environment" || field == "secret" || field == "prefix" ||
-        field == "object" || field == "status" || field == "created_at" ||
-        field == "updated_at" || field == "last_used_at" || field == "revoked_at")
+        field == "object" || field == "status" || field == "created_at" || field == "updated_at" ||
+        field == "last_used_at" || field == "revoked_at")
       return field_error(field, field + " cannot be changed");
     return unknown_field(field);
   }
@@ -537,7 +540,7 @@ validated<persistence::key_list_query> parse_list_query(std::string_view query) 
   for (const auto& [name, value] : *params) {
     if (name != "limit" && name != "starting_after" && name != "status")
       return field_error(name, "Unknown query parameter '" + name + "'");
-    const bool repeated = name == "limit" ? seen_limit
+    const bool repeated = name == "limit"    ? seen_limit
                           : name == "status" ? out.status.has_value()
                                              : out.starting_after.has_value();
     if (repeated)

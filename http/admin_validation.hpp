@@ -29,7 +29,7 @@ namespace datahub::http {
 template <class T>
 class validated {
  public:
-  validated(T value) : v_(std::move(value)) {}           // NOLINT: implicit by design
+  validated(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
   validated(api_error error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
   bool ok() const { return v_.index() == 0; }

@@ -45,7 +45,9 @@ class exchange : public std::enable_shared_from_this<exchange> {
   void respond(response res) {
     if (answered_.exchange(true))
       return;
-    sink_(shared_from_this(), std::move(res));
+    // Moved out: the sink holds the session, which must not outlive the answer through us.
+    auto deliver = std::move(sink_);
+    deliver(shared_from_this(), std::move(res));
   }
 
   /// Answers with the gateway's JSON error format; extra headers may be set by `decorate`.

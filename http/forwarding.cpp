@@ -11,8 +11,8 @@ namespace datahub::http {
 namespace {
 
 constexpr std::array<std::string_view, 9> hop_by_hop_headers = {
-    "Connection", "Keep-Alive",          "Proxy-Connection",   "TE",     "Trailer",
-    "Transfer-Encoding", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate"};
+    "Connection", "Keep-Alive",          "Proxy-Connection",  "TE", "Trailer", "Transfer-Encoding",
+    "Upgrade",    "Proxy-Authorization", "Proxy-Authenticate"};
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
@@ -123,12 +123,12 @@ request build_upstream_request(request& client, const route& r, std::string_view
   out.set(bh::field::host, r.upstream.authority);
   const auto client_host = client[bh::field::host];
   if (!client_host.empty())
-    out.set(bh::field::x_forwarded_host, client_host);
-  out.set(bh::field::x_forwarded_proto, "http");
+    out.set("X-Forwarded-Host", client_host);
+  out.set("X-Forwarded-Proto", "http");
 
   // X-Forwarded-For keeps the chain the client presented and appends the address we saw.
   std::string forwarded_for;
-  const auto xff = client.equal_range(bh::field::x_forwarded_for);
+  const auto xff = client.equal_range("X-Forwarded-For");
   for (auto it = xff.first; it != xff.second; ++it) {
     const auto value = trim(it->value());
     if (value.empty())
@@ -137,9 +137,9 @@ request build_upstream_request(request& client, const route& r, std::string_view
     forwarded_for += ", ";
   }
   forwarded_for += context.remote_ip;
-  out.set(bh::field::x_forwarded_for, forwarded_for);
+  out.set("X-Forwarded-For", forwarded_for);
 
-  out.set(bh::field::x_request_id, context.request_id);
+  out.set("X-Request-Id", context.request_id);
   out.set("X-DataHub-Key-Id", context.key_id);
 
   out.body() = std::move(client.body());

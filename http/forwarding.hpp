@@ -52,8 +52,7 @@ void filter_response_headers(response& res);
 /// Sets `RateLimit-Policy`, `RateLimit` (for `tightest`) and the X-RateLimit-* headers for the
 /// same window.
 void set_rate_limit_headers(response& res, const actors::window_state& minute,
-                            const actors::window_state& hour,
-                            const actors::window_state& tightest);
+                            const actors::window_state& hour, const actors::window_state& tightest);
 
 /// `"minute";q=100;w=60, "hour";q=5000;w=3600`
 std::string rate_limit_policy_value(const actors::window_state& minute,

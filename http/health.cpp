@@ -69,9 +69,10 @@ void health::ready(std::shared_ptr<exchange> ex) {
   const bool shutting_down = shutting_down_.load();
   auto finish = [ex, st, shutting_down] {
     const bool ok = st->database && st->schema && !shutting_down;
-    nlohmann::json checks{{"database", st->database ? "ok" : "error"},
-                          {"migrations", st->schema ? "ok" : (st->database ? "pending" : "unknown")},
-                          {"redis", "not_configured"}};
+    nlohmann::json checks{
+        {"database", st->database ? "ok" : "error"},
+        {"migrations", st->schema ? "ok" : (st->database ? "pending" : "unknown")},
+        {"redis", "not_configured"}};
     nlohmann::json body{{"status", ok ? "ok" : (shutting_down ? "shutting_down" : "error")},
                         {"checks", checks}};
     ex->reply_json(ok ? bh::status::ok : bh::status::service_unavailable, body.dump());

@@ -232,8 +232,8 @@ struct proxy::impl {
                       {"upstream", r.upstream_url},
                       {"error", result.detail},
                       {"suppressedWarnings", static_cast<int64_t>(suppressed)}});
-    const auto size = respond_error(
-        ex, error, [&](response& res) { decorate(res, state->verdict); });
+    const auto size =
+        respond_error(ex, error, [&](response& res) { decorate(res, state->verdict); });
     record(state, static_cast<unsigned>(status_of(error.code)), false, size);
   }
 
@@ -262,6 +262,8 @@ proxy::proxy(const config::settings& settings, route_holder& routes, actors::key
 
 proxy::~proxy() = default;
 
-void proxy::handle(std::shared_ptr<exchange> ex) { impl_->handle(std::move(ex)); }
+void proxy::handle(std::shared_ptr<exchange> ex) {
+  impl_->handle(std::move(ex));
+}
 
 }  // namespace datahub::http

@@ -21,6 +21,8 @@ class usage_recorder;
 
 namespace datahub::http {
 
+/// Lives as long as the server that dispatches to it: admissions and upstream calls in flight
+/// call back into it on the sessions' threads.
 class proxy {
  public:
   proxy(const config::settings& settings, route_holder& routes, actors::key_registry& keys,

@@ -35,7 +35,8 @@ std::optional<std::string> check_target(std::string_view target, std::string& pa
     return std::string{"Request target must be an absolute path"};
   const auto qpos = target.find('?');
   const auto raw_path = target.substr(0, qpos);
-  const auto raw_query = qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
+  const auto raw_query =
+      qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
 
   for (size_t i = 0; i < raw_path.size(); ++i) {
     const auto c = static_cast<unsigned char>(raw_path[i]);

@@ -10,9 +10,9 @@
 #include <set>
 #include <sstream>
 
+#include <yaml-cpp/yaml.h>
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/core/string.hpp>
-#include <yaml-cpp/yaml.h>
 
 #include "http/request_rules.hpp"
 
@@ -250,8 +250,8 @@ std::optional<route> parse_route(const YAML::Node& node, problems& report) {
 
   if (!node["path_prefix"]) {
     bad("path_prefix", "is required");
-  } else if (auto prefix = scalar_string(node["path_prefix"]); !prefix || prefix->empty() ||
-                                                                 prefix->front() != '/') {
+  } else if (auto prefix = scalar_string(node["path_prefix"]);
+             !prefix || prefix->empty() || prefix->front() != '/') {
     bad("path_prefix", "must start with '/'");
   } else if (prefix->size() > max_prefix_length) {
     bad("path_prefix", "must be at most 1024 characters");
@@ -300,8 +300,9 @@ std::optional<route> parse_route(const YAML::Node& node, problems& report) {
     } else {
       for (auto& scope : *scopes) {
         if (!valid_scope(scope))
-          bad("scopes", "entry \"" + scope + "\" must be 1 to 100 characters of a-z, 0-9, ':', "
-                                             "'.', '_' and '-'");
+          bad("scopes", "entry \"" + scope +
+                            "\" must be 1 to 100 characters of a-z, 0-9, ':', "
+                            "'.', '_' and '-'");
         else if (std::find(r.scopes.begin(), r.scopes.end(), scope) == r.scopes.end())
           r.scopes.push_back(std::move(scope));
       }

@@ -40,9 +40,13 @@ bool is_safe_request_id(std::string_view id) {
   return true;
 }
 
-std::string status_label(unsigned status) { return std::to_string(status); }
+std::string status_label(unsigned status) {
+  return std::to_string(status);
+}
 
-bool iequals(std::string_view a, std::string_view b) { return beast::iequals(a, b); }
+bool iequals(std::string_view a, std::string_view b) {
+  return beast::iequals(a, b);
+}
 
 }  // namespace
 
@@ -90,10 +94,9 @@ class session : public std::enable_shared_from_this<session> {
     waiting_for_request_ = true;
     reading_ = true;
     stream_.expires_after(opts().idle_timeout);
-    stream_.async_read_some(buffer_.prepare(8192), [self = shared_from_this()](
-                                                       beast::error_code ec, size_t n) {
-      self->on_wait(ec, n);
-    });
+    stream_.async_read_some(
+        buffer_.prepare(8192),
+        [self = shared_from_this()](beast::error_code ec, size_t n) { self->on_wait(ec, n); });
   }
 
   void on_wait(beast::error_code ec, size_t n) {
@@ -118,10 +121,9 @@ class session : public std::enable_shared_from_this<session> {
     parser_->body_limit(opts().max_body_bytes);
     reading_ = true;
     stream_.expires_after(opts().header_timeout);
-    bh::async_read_header(stream_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code ec, size_t) {
-                            self->on_header(ec);
-                          });
+    bh::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
   }
 
   void on_header(beast::error_code ec) {
@@ -140,8 +142,7 @@ class session : public std::enable_shared_from_this<session> {
       reject_framing("Content-Length and Transfer-Encoding must not both be present");
       return;
     }
-    if (te_count > 1 ||
-        (te_count == 1 && !iequals(h[bh::field::transfer_encoding], "chunked"))) {
+    if (te_count > 1 || (te_count == 1 && !iequals(h[bh::field::transfer_encoding], "chunked"))) {
       reject_framing("Transfer-Encoding must be exactly \"chunked\"");
       return;
     }
@@ -220,13 +221,16 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   std::shared_ptr<exchange> make_exchange(request req) {
-    std::weak_ptr<session> weak = shared_from_this();
+    // The exchange keeps its session alive until it is answered: while a request is being
+    // handled there may be no pending read or write holding the session. The cycle
+    // (session -> pending slot -> exchange -> session) ends when the answer is written or the
+    // connection closes and the slots are dropped.
     auto executor = stream_.get_executor();
     auto ex = std::make_shared<exchange>(
-        std::move(req), executor, [weak, executor](std::shared_ptr<exchange> e, response res) {
-          net::post(executor, [weak, e = std::move(e), res = std::move(res)]() mutable {
-            if (auto self = weak.lock())
-              self->on_response(std::move(e), std::move(res));
+        std::move(req), executor,
+        [self = shared_from_this(), executor](std::shared_ptr<exchange> e, response res) {
+          net::post(executor, [self, e = std::move(e), res = std::move(res)]() mutable {
+            self->on_response(std::move(e), std::move(res));
           });
         });
     ex->remote_ip = remote_ip_;
@@ -281,7 +285,8 @@ class session : public std::enable_shared_from_this<session> {
                                                             : ex.req.method_string()};
     const auto status_text = status_label(status);
     auto& m = server_.metrics();
-    m.http_requests_total.Add({{"method", method}, {"path", ex.path_label}, {"status", status_text}})
+    m.http_requests_total
+        .Add({{"method", method}, {"path", ex.path_label}, {"status", status_text}})
         .Increment();
     m.http_request_duration_seconds
         .Add({{"method", method}, {"path", ex.path_label}, {"status", status_text}},
@@ -289,14 +294,13 @@ class session : public std::enable_shared_from_this<session> {
         .Observe(seconds);
     if (core::log_enabled(spdlog::level::info)) {
       const auto path = ex.path.empty() ? std::string{ex.req.target()} : ex.path;
-      core::log_info("Request completed",
-                     {{"requestId", ex.request_id},
-                      {"method", method},
-                      {"path", path},
-                      {"statusCode", static_cast<int64_t>(status)},
-                      {"duration", static_cast<int64_t>(seconds * 1000.0)},
-                      {"keyId", ex.key_id},
-                      {"remoteAddress", ex.remote_ip}});
+      core::log_info("Request completed", {{"requestId", ex.request_id},
+                                           {"method", method},
+                                           {"path", path},
+                                           {"statusCode", static_cast<int64_t>(status)},
+                                           {"duration", static_cast<int64_t>(seconds * 1000.0)},
+                                           {"keyId", ex.key_id},
+                                           {"remoteAddress", ex.remote_ip}});
     }
   }
 
@@ -306,10 +310,9 @@ class session : public std::enable_shared_from_this<session> {
     writing_ = true;
     auto& front = pending_.front();
     stream_.expires_after(opts().idle_timeout);
-    bh::async_write(stream_, *front.res,
-                    [self = shared_from_this()](beast::error_code ec, size_t) {
-                      self->on_write(ec);
-                    });
+    bh::async_write(stream_, *front.res, [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->on_write(ec);
+    });
   }
 
   void on_write(beast::error_code ec) {
@@ -373,7 +376,9 @@ server::server(server_options options, handler dispatch, core::metrics& metrics)
     contexts_.push_back(std::make_unique<net::io_context>(1));
 }
 
-server::~server() { stop(); }
+server::~server() {
+  stop();
+}
 
 void server::start() {
   auto& ctx = *contexts_.front();

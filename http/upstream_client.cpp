@@ -164,10 +164,9 @@ class upstream_call : public std::enable_shared_from_this<upstream_call> {
     const auto address = net::ip::make_address(target_.host, ec);
     if (!ec) {
       // A literal address needs no resolver.
-      conn_->stream.async_connect(tcp::endpoint{address, target_.port},
-                                  [self = shared_from_this()](beast::error_code cec) {
-                                    self->on_connect(cec);
-                                  });
+      conn_->stream.async_connect(
+          tcp::endpoint{address, target_.port},
+          [self = shared_from_this()](beast::error_code cec) { self->on_connect(cec); });
       return;
     }
     do_resolve();
@@ -199,10 +198,10 @@ class upstream_call : public std::enable_shared_from_this<upstream_call> {
     if (ec)
       return finish(upstream_result::outcome::unavailable,
                     "cannot resolve the upstream host: " + ec.message());
-    conn_->stream.async_connect(results, [self = shared_from_this()](
-                                             beast::error_code cec, const tcp::endpoint&) {
-      self->on_connect(cec);
-    });
+    conn_->stream.async_connect(
+        results, [self = shared_from_this()](beast::error_code cec, const tcp::endpoint&) {
+          self->on_connect(cec);
+        });
   }
 
   void on_connect(beast::error_code ec) {
@@ -235,6 +234,9 @@ class upstream_call : public std::enable_shared_from_this<upstream_call> {
     do_read();
   }
 
+  // The header is read on its own first: Beast 1.74 only enforces the body limit against a
+  // Content-Length when the header is parsed without the body (an eager read of the whole
+  // message drops that error and buffers the body regardless).
   void do_read() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
@@ -242,13 +244,25 @@ class upstream_call : public std::enable_shared_from_this<upstream_call> {
     // The answer to HEAD has no body, whatever its Content-Length says.
     if (head_)
       parser_->skip(true);
+    bh::async_read_header(
+        conn_->stream, conn_->buffer, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+  }
+
+  void on_header(beast::error_code ec) {
+    if (ec)
+      return on_read_error(ec);
+    if (parser_->is_done())
+      return on_message();
     bh::async_read(conn_->stream, conn_->buffer, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, size_t) {
-                     self->on_read(ec);
+                   [self = shared_from_this()](beast::error_code rec, size_t) {
+                     if (rec)
+                       return self->on_read_error(rec);
+                     self->on_message();
                    });
   }
 
-  void on_read(beast::error_code ec) {
+  void on_read_error(beast::error_code ec) {
     if (ec == beast::error::timeout)
       return finish(upstream_result::outcome::timeout, "the upstream did not answer in time");
     if (ec == bh::error::body_limit)
@@ -257,13 +271,13 @@ class upstream_call : public std::enable_shared_from_this<upstream_call> {
     if (is_parse_error(ec))
       return finish(upstream_result::outcome::bad_response,
                     "the upstream's answer is malformed: " + ec.message());
-    if (ec) {
-      if (!parser_->got_some() && may_retry())
-        return retry();
-      return finish(upstream_result::outcome::unavailable,
-                    "the upstream closed the connection: " + ec.message());
-    }
+    if (!parser_->got_some() && may_retry())
+      return retry();
+    finish(upstream_result::outcome::unavailable,
+           "the upstream closed the connection: " + ec.message());
+  }
 
+  void on_message() {
     const auto status = parser_->get().result_int();
     if (status == 101)
       return finish(upstream_result::outcome::bad_response,
@@ -326,9 +340,8 @@ class upstream_call : public std::enable_shared_from_this<upstream_call> {
 
 }  // namespace
 
-void send_upstream(const net::any_io_executor& executor, const upstream_target& target,
-                   request req, const upstream_limits& limits,
-                   std::function<void(upstream_result)> done) {
+void send_upstream(const net::any_io_executor& executor, const upstream_target& target, request req,
+                   const upstream_limits& limits, std::function<void(upstream_result)> done) {
   std::make_shared<upstream_call>(executor, target, std::move(req), limits, std::move(done))
       ->start();
 }

@@ -230,7 +230,9 @@ std::shared_ptr<db_pool> db_pool::start(caf::actor_system& sys, options opts, co
   return std::shared_ptr<db_pool>(new db_pool(std::move(s)));
 }
 
-db_pool::~db_pool() { stop(); }
+db_pool::~db_pool() {
+  stop();
+}
 
 void db_pool::run(std::string_view operation, std::string_view table, work_fn work,
                   error_fn on_error) {

@@ -28,11 +28,11 @@ class metrics;
 namespace datahub::persistence {
 
 struct db_pool_options {
-  std::string url;                           ///< DATABASE_URL
-  int size = 4;                              ///< DATABASE_POOL_SIZE: workers and connections
-  size_t queue_max = 1000;                   ///< DATABASE_QUEUE_MAX: jobs waiting, at most
-  std::chrono::milliseconds timeout{5000};   ///< DATABASE_TIMEOUT_MS: per statement, connect,
-                                             ///< and longest wait in the queue
+  std::string url;                             ///< DATABASE_URL
+  int size = 4;                                ///< DATABASE_POOL_SIZE: workers and connections
+  size_t queue_max = 1000;                     ///< DATABASE_QUEUE_MAX: jobs waiting, at most
+  std::chrono::milliseconds timeout{5000};     ///< DATABASE_TIMEOUT_MS: per statement, connect,
+                                               ///< and longest wait in the queue
   std::chrono::milliseconds stop_wait{10000};  ///< how long stop() lets queued jobs finish
 };
 

@@ -21,9 +21,8 @@ const std::string& key_columns() {
   static const std::string columns =
       "id, name, prefix, environment, array_to_json(scopes)::text, rate_limit_minute, "
       "rate_limit_hour, metadata::text, key_hash, " +
-      sql_millis("created_at") + ", " + sql_millis("updated_at") + ", " +
-      sql_millis("expires_at") + ", " + sql_millis("last_used_at") + ", " +
-      sql_millis("revoked_at");
+      sql_millis("created_at") + ", " + sql_millis("updated_at") + ", " + sql_millis("expires_at") +
+      ", " + sql_millis("last_used_at") + ", " + sql_millis("revoked_at");
   return columns;
 }
 
@@ -111,8 +110,7 @@ void key_store::insert(core::api_key key, callback<core::api_key> done) {
                 now_ms + ", " + now_ms + ", " + sql_timestamp_param(10) + ") RETURNING " +
                 key_columns(),
             key.id, key.name, key.prefix, key.environment, text_array_literal(key.scopes),
-            nullable(minute), nullable(hour), key.metadata.dump(), key.key_hash,
-            nullable(expires));
+            nullable(minute), nullable(hour), key.metadata.dump(), key.key_hash, nullable(expires));
         auto stored = key_from_row(rows.at(0));
         write_event(tx, "key.created", stored, defaults);
         tx.commit();
@@ -199,8 +197,8 @@ void key_store::update(std::string id, key_patch patch,
                 " updated_at = " +
                 now_ms + " WHERE id = $1 RETURNING " + key_columns(),
             id, patch.name.has_value(), patch.name ? patch.name->c_str() : nullptr,
-            patch.scopes.has_value(), nullable(scopes), patch.limits.has_value(),
-            nullable(minute), nullable(hour), patch.metadata.has_value(), nullable(metadata),
+            patch.scopes.has_value(), nullable(scopes), patch.limits.has_value(), nullable(minute),
+            nullable(hour), patch.metadata.has_value(), nullable(metadata),
             patch.expires_at.has_value(), nullable(expires));
         auto stored = first_key(rows);
         if (!stored)
@@ -229,8 +227,8 @@ void key_store::revoke(std::string id, callback<std::optional<core::api_key>> do
           return revoked;
         }
         // Already revoked (answered unchanged, no second event) or unknown.
-        auto existing =
-            first_key(tx.exec_params("SELECT " + key_columns() + " FROM api_keys WHERE id = $1", id));
+        auto existing = first_key(
+            tx.exec_params("SELECT " + key_columns() + " FROM api_keys WHERE id = $1", id));
         tx.commit();
         return existing;
       },
@@ -242,10 +240,10 @@ void key_store::changed_since(core::timestamp since, callback<std::vector<core::
       "select", "api_keys",
       [since](pqxx::connection& conn) {
         pqxx::nontransaction tx(conn);
-        const auto rows = tx.exec_params("SELECT " + key_columns() +
-                                             " FROM api_keys WHERE updated_at >= " +
-                                             sql_timestamp_param(1) + " ORDER BY updated_at, id",
-                                         core::to_unix_ms(since));
+        const auto rows =
+            tx.exec_params("SELECT " + key_columns() + " FROM api_keys WHERE updated_at >= " +
+                               sql_timestamp_param(1) + " ORDER BY updated_at, id",
+                           core::to_unix_ms(since));
         std::vector<core::api_key> keys;
         keys.reserve(rows.size());
         for (const auto& row : rows)
@@ -255,8 +253,8 @@ void key_store::changed_since(core::timestamp since, callback<std::vector<core::
       std::move(done));
 }
 
-void key_store::ensure_admin_key(std::string key_hash, std::string prefix,
-                                 std::string environment, callback<core::api_key> done) {
+void key_store::ensure_admin_key(std::string key_hash, std::string prefix, std::string environment,
+                                 callback<core::api_key> done) {
   pool_->query<core::api_key>(
       "upsert", "api_keys",
       [key_hash = std::move(key_hash), prefix = std::move(prefix),

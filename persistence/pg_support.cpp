@@ -27,7 +27,8 @@ std::string_view sqlstate_of(const std::exception& e) {
 
 }  // namespace
 
-std::string conninfo_with_timeouts(const std::string& url, std::chrono::milliseconds connect_timeout,
+std::string conninfo_with_timeouts(const std::string& url,
+                                   std::chrono::milliseconds connect_timeout,
                                    std::optional<std::chrono::milliseconds> statement_timeout) {
   const auto seconds = std::to_string(connect_timeout_seconds(connect_timeout));
   // Server notices (e.g. "relation already exists, skipping") would otherwise go to stderr,
@@ -40,8 +41,8 @@ std::string conninfo_with_timeouts(const std::string& url, std::chrono::millisec
     for (char c : options)
       encoded += c == ' ' ? std::string("%20") : c == '=' ? std::string("%3D") : std::string(1, c);
     const char sep = url.find('?') == std::string::npos ? '?' : '&';
-    return url + sep + "connect_timeout=" + seconds + "&application_name=datahub&options=" +
-           encoded;
+    return url + sep + "connect_timeout=" + seconds +
+           "&application_name=datahub&options=" + encoded;
   }
   return url + " connect_timeout=" + seconds + " application_name=datahub options='" + options +
          "'";

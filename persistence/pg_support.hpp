@@ -20,7 +20,8 @@ namespace datahub::persistence {
 
 /// `url` (a `postgresql://` URI or a `key=value` conninfo) with a connect timeout, a
 /// server-side statement timeout (when given) and quiet notices added.
-std::string conninfo_with_timeouts(const std::string& url, std::chrono::milliseconds connect_timeout,
+std::string conninfo_with_timeouts(const std::string& url,
+                                   std::chrono::milliseconds connect_timeout,
                                    std::optional<std::chrono::milliseconds> statement_timeout);
 
 /// Opens a connection; throws what libpqxx throws (broken_connection when unreachable).

@@ -48,13 +48,13 @@ gateway_port="${PORT:-3000}"
 if port_in_use "$gateway_port"; then
   die "port $gateway_port is taken; choose another one, for example: PORT=3001 scripts/run.sh"
 fi
-pg_port="$(pick_free_port "${DEMO_PG_PORT:-54329}")"
-redis_port="$(pick_free_port "${DEMO_REDIS_PORT:-63799}")"
-upstream_port="$(pick_free_port "${DEMO_UPSTREAM_PORT:-8081}")"
 
 # The demo keeps its keys across restarts, so its database is written durably.
-DATAHUB_PG_DURABLE=1 start_postgres "$demo_dir" "$pg_port"
-start_redis "$demo_dir" "$redis_port"
+DATAHUB_PG_DURABLE=1 start_on_free_port postgres "$demo_dir" "${DEMO_PG_PORT:-54329}"
+pg_port="$STARTED_PORT"
+start_on_free_port redis "$demo_dir" "${DEMO_REDIS_PORT:-63799}"
+redis_port="$STARTED_PORT"
+upstream_port="$(pick_free_port "${DEMO_UPSTREAM_PORT:-8081}")"
 start_demo_upstream "$demo_dir" "$upstream_port"
 
 cat >"$demo_dir/routes.yaml" <<EOF

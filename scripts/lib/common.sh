@@ -18,8 +18,8 @@ DATAHUB_PACKAGES=(
   redis-server postgresql curl iso-codes "nginx-light|nginx" prometheus python3 nodejs npm
 )
 
-log() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'warning: %s\n' "$*" >&2; }
+log() { printf '==> %s\n' "$*" >&2 || true; }
+warn() { printf 'warning: %s\n' "$*" >&2 || true; }
 die() {
   printf 'error: %s\n' "$*" >&2
   exit 1
@@ -113,6 +113,9 @@ on_exit() { DATAHUB_CLEANUPS+=("$*"); }
 
 run_cleanups() {
   local i
+  # The terminal's Ctrl-C may have ended a `| tee` reading our output: a write to it must not
+  # kill this script half-way through its cleanup.
+  trap '' PIPE
   for ((i = ${#DATAHUB_CLEANUPS[@]} - 1; i >= 0; i--)); do
     eval "${DATAHUB_CLEANUPS[$i]}" || true
   done
@@ -149,10 +152,12 @@ stop_pid() {
 # ---------------------------------------------------------------------------------------------
 # Ports
 
+# True when any TCP socket on this machine uses the port: a listener, or the local end of a
+# connection (which would make a later bind fail just the same).
 port_in_use() {
   local port="$1"
   if command -v ss >/dev/null 2>&1; then
-    ss -Htln "sport = :$port" 2>/dev/null | grep -q .
+    ss -Htan "sport = :$port" 2>/dev/null | grep -q .
   else
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
   fi
@@ -171,8 +176,36 @@ pick_free_port() {
   die "no free port between $1 and $limit"
 }
 
-# A random starting point for ports, so parallel test runs rarely collide.
-random_port_base() { echo $((20000 + (RANDOM * 32768 + RANDOM) % 30000)); }
+# A random starting point for ports, so parallel test runs rarely collide. It stays below the
+# kernel's range for outgoing connections' ports, where a port free now may be taken a moment later.
+random_port_base() {
+  local low=32768 span
+  if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+  fi
+  span=$((low - 20000 - 500))
+  if ((span < 1000)); then
+    span=1000
+  fi
+  echo $((20000 + (RANDOM * 32768 + RANDOM) % span))
+}
+
+# start_on_free_port KIND DIR BASE: runs start_KIND (postgres or redis) on the first free port at
+# or above BASE, moving on when another process takes the port between the check and the start.
+# Prints nothing; the port is left in STARTED_PORT.
+start_on_free_port() {
+  local kind="$1" dir="$2" base="$3" attempt port
+  for attempt in 1 2 3 4 5; do
+    port="$(pick_free_port "$base")"
+    if "start_$kind" "$dir" "$port"; then
+      STARTED_PORT="$port"
+      return 0
+    fi
+    warn "$kind could not start on port $port (attempt $attempt of 5); trying another port"
+    base=$((port + 1))
+  done
+  die "$kind could not be started; see the logs in $dir"
+}
 
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: a private cluster, trust authentication, listening on 127.0.0.1 only.
@@ -218,6 +251,7 @@ pg_home() {
 
 # start_postgres DIR PORT: initialises the cluster on first use, starts it, waits until it
 # answers and creates the `datahub` database. The postmaster's PID is in DIR/postgres.pid.
+# Returns 1 when the server does not start (a taken port, typically); dies on other problems.
 start_postgres() {
   local dir="$1" port="$2" bin home sockdir opts pid i
   bin="$(pg_bindir)"
@@ -275,8 +309,9 @@ start_postgres() {
   # the gateway; the lock descriptor 9 (run.sh) is not passed on.
   if ! as_pg_owner "$bin/pg_ctl" start -D "$home/data" -l "$home/postgres.log" -o "$opts" -w \
     -t 60 >/dev/null 9>&-; then
-    tail -n 20 "$home/postgres.log" >&2 || true
-    die "PostgreSQL did not start on port $port; see $home/postgres.log"
+    tail -n 5 "$home/postgres.log" >&2 || true
+    warn "PostgreSQL did not start on port $port; see $home/postgres.log"
+    return 1
   fi
   pid="$(head -n1 "$home/data/postmaster.pid")"
   echo "$pid" >"$dir/postgres.pid"
@@ -317,7 +352,7 @@ stop_postgres() {
 # ---------------------------------------------------------------------------------------------
 # Redis: in memory only, loopback only.
 
-# start_redis DIR PORT: the PID is in DIR/redis.pid.
+# start_redis DIR PORT: the PID is in DIR/redis.pid. Returns 1 when it does not start.
 start_redis() {
   local dir="$1" port="$2" pid i
   command -v redis-server >/dev/null 2>&1 || die "redis-server not found; install redis-server"
@@ -335,16 +370,21 @@ start_redis() {
   echo "$pid" >"$dir/redis.pid"
   on_exit stop_redis "'$dir'"
 
+  # Ready when the server on the port is ours (its process_id is our PID): another process on a
+  # port taken a moment ago may answer too, or accept and never answer, hence the timeout.
   for ((i = 0; i < 100; i++)); do
-    if [[ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" == PONG ]]; then
+    pid_is "$pid" redis-server || break
+    if timeout 2 redis-cli -h 127.0.0.1 -p "$port" info server 2>/dev/null |
+      grep -q "^process_id:$pid"$'\r'"\?$"; then
       log "Redis ready (pid $pid): redis://127.0.0.1:$port"
       return 0
     fi
-    pid_is "$pid" redis-server || break
     sleep 0.1
   done
-  tail -n 20 "$dir/redis.log" >&2 || true
-  die "Redis did not start on port $port; see $dir/redis.log"
+  tail -n 5 "$dir/redis.log" >&2 || true
+  warn "Redis did not start on port $port; see $dir/redis.log"
+  stop_redis "$dir"
+  return 1
 }
 
 stop_redis() {
@@ -422,11 +462,12 @@ EOF
   on_exit stop_demo_upstream "'$dir'"
 
   for ((i = 0; i < 100; i++)); do
-    if curl -fsS -o /dev/null "http://127.0.0.1:$port/api/v1/data/currencies" 2>/dev/null; then
+    pid_is "$pid" nginx || break
+    if curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:$port/api/v1/data/currencies" \
+      2>/dev/null; then
       log "demo upstream ready (pid $pid): http://127.0.0.1:$port/api/v1/data/{countries,currencies}"
       return 0
     fi
-    pid_is "$pid" nginx || break
     sleep 0.1
   done
   tail -n 20 "$dir/nginx-error.log" >&2 || true

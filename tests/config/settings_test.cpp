@@ -77,9 +77,10 @@ TEST(Settings, AdminKeyMustBeWellFormed) {
                                           {"ADMIN_API_KEY", "dh_live_initial_admin_key"}}));
   ASSERT_FALSE(seed_example.value);
   EXPECT_TRUE(mentions(seed_example.errors, "datahub keys generate"));
-  auto good = load_settings(from({{"DATABASE_URL", "postgresql://x"},
-                                  {"API_KEY_SALT", "s"},
-                                  {"ADMIN_API_KEY", core::generate_secret(core::key_environment::live)}}));
+  auto good =
+      load_settings(from({{"DATABASE_URL", "postgresql://x"},
+                          {"API_KEY_SALT", "s"},
+                          {"ADMIN_API_KEY", core::generate_secret(core::key_environment::live)}}));
   EXPECT_TRUE(good.value);
 }
 

@@ -26,9 +26,9 @@ TEST(Time, FormatsAndParsesRfc3339) {
 }
 
 TEST(Time, RefusesMalformedTimestamps) {
-  for (const char* bad : {"", "2024-01-15", "2024-01-15 10:30:00Z", "2024-13-01T00:00:00Z",
-                          "2023-02-29T00:00:00Z", "2024-01-15T10:30:00", "tomorrow",
-                          "2024-01-15T10:30:00.Z", "2024-01-15T10:30:00Zjunk"})
+  for (const char* bad :
+       {"", "2024-01-15", "2024-01-15 10:30:00Z", "2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z",
+        "2024-01-15T10:30:00", "tomorrow", "2024-01-15T10:30:00.Z", "2024-01-15T10:30:00Zjunk"})
     EXPECT_FALSE(parse_rfc3339(bad)) << bad;
   EXPECT_TRUE(parse_rfc3339("2024-02-29T00:00:00Z"));
 }

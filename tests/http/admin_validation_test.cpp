@@ -52,13 +52,14 @@ void expect_refused(const validated<T>& result, api_errc code,
   EXPECT_EQ(to_string(result.error().code), to_string(code)) << result.error().message;
   EXPECT_EQ(status_of(result.error().code),
             code == api_errc::invalid_request || code == api_errc::validation_error
-                ? bh::status::bad_request
+                ? boost::beast::http::status::bad_request
                 : status_of(code));
   EXPECT_EQ(result.error().param, param) << result.error().message;
   EXPECT_FALSE(result.error().message.empty());
 }
 
-void expect_validation_error(const validated<create_key_request>& result, const std::string& param) {
+void expect_validation_error(const validated<create_key_request>& result,
+                             const std::string& param) {
   expect_refused(result, api_errc::validation_error, param);
 }
 
@@ -78,11 +79,11 @@ TEST_F(AdminValidation, RefusesJsonThatIsNotAnObject) {
 
 TEST_F(AdminValidation, RefusesInvalidUtf8WithoutThrowing) {
   const std::string bodies[] = {
-      "{\"name\":\"\xff\"}",          // never valid
-      "{\"name\":\"\xc0\xaf\"}",      // overlong '/'
-      "{\"name\":\"\xed\xa0\x80\"}",  // UTF-16 surrogate
-      "{\"name\":\"\xe2\x82\"}",      // truncated sequence
-      "{\"name\":\"a\"}\x80",         // stray continuation byte outside a string
+      "{\"name\":\"\xff\"}",              // never valid
+      "{\"name\":\"\xc0\xaf\"}",          // overlong '/'
+      "{\"name\":\"\xed\xa0\x80\"}",      // UTF-16 surrogate
+      "{\"name\":\"\xe2\x82\"}",          // truncated sequence
+      "{\"name\":\"a\"}\x80",             // stray continuation byte outside a string
       "{\"name\":\"\xf4\x90\x80\x80\"}",  // above U+10FFFF
   };
   for (const auto& body : bodies) {
@@ -96,8 +97,8 @@ TEST_F(AdminValidation, RefusesUnpairedSurrogateEscape) {
 }
 
 TEST_F(AdminValidation, RefusesDeeplyNestedBody) {
-  const std::string deep = R"({"name":"a","metadata":{"x":)" + std::string(100, '[') +
-                           std::string(100, ']') + "}}";
+  const std::string deep =
+      R"({"name":"a","metadata":{"x":)" + std::string(100, '[') + std::string(100, ']') + "}}";
   expect_refused(create(deep), api_errc::invalid_request, std::nullopt);
   // Brackets inside strings are text, not nesting.
   EXPECT_TRUE(create(R"({"name":")" + std::string(100, '[') + R"("})").ok());
@@ -170,9 +171,23 @@ TEST_F(AdminValidation, NameLimitCountsCharactersNotBytes) {
 }
 
 TEST_F(AdminValidation, RefusesRateLimitsThatAreNotPositiveIntegersInRange) {
-  const char* bad[] = {"-1", "0", "-0", "1.5", "1.0", "1e3", "\"10\"", "true", "null", "[]",
-                       "{}", "9223372036854775808", "18446744073709551615",
-                       "18446744073709551616", "1e30", "-9223372036854775808", "1000000001"};
+  const char* bad[] = {"-1",
+                       "0",
+                       "-0",
+                       "1.5",
+                       "1.0",
+                       "1e3",
+                       "\"10\"",
+                       "true",
+                       "null",
+                       "[]",
+                       "{}",
+                       "9223372036854775808",
+                       "18446744073709551615",
+                       "18446744073709551616",
+                       "1e30",
+                       "-9223372036854775808",
+                       "1000000001"};
   for (const char* v : bad) {
     SCOPED_TRACE(v);
     expect_validation_error(
@@ -182,8 +197,8 @@ TEST_F(AdminValidation, RefusesRateLimitsThatAreNotPositiveIntegersInRange) {
         create(with_name(std::string{R"("rate_limit":{"per_minute":1,"per_hour":)"} + v + "}")),
         "rate_limit.per_hour");
   }
-  const auto top = create(
-      with_name(R"("rate_limit":{"per_minute":1000000000,"per_hour":1000000000})"));
+  const auto top =
+      create(with_name(R"("rate_limit":{"per_minute":1000000000,"per_hour":1000000000})"));
   ASSERT_TRUE(top.ok());
   EXPECT_EQ(top->limits->per_minute, 1000000000);
 }
@@ -229,7 +244,7 @@ TEST_F(AdminValidation, RefusesExpiryNotRfc3339OrNotInTheFuture) {
                        "true",
                        R"({"at":"2030-01-01T00:00:00Z"})",
                        R"("2020-01-01T00:00:00Z")",
-                       R"("2025-06-01T12:00:00Z")",  // exactly now
+                       R"("2025-06-01T12:00:00Z")",       // exactly now
                        R"("2025-06-01T13:00:00+02:00")",  // an hour ago
                        R"("9999-12-31T23:59:59Z")",
                        R"("2200-01-01T00:00:00Z")"};
@@ -256,20 +271,19 @@ TEST_F(AdminValidation, RefusesMetadataNotAnObjectOrTooLarge) {
 TEST_F(AdminValidation, RefusesMetadataThePostgresJsonTypeCannotHold) {
   expect_validation_error(create(with_name(R"("metadata":{"k":"a\u0000b"})")), "metadata");
   expect_validation_error(create(with_name(R"("metadata":{"a\u0000":1})")), "metadata");
-  expect_validation_error(create(with_name(R"("metadata":{"deep":[{"x":"\u0000"}]})")),
-                          "metadata");
+  expect_validation_error(create(with_name(R"("metadata":{"deep":[{"x":"\u0000"}]})")), "metadata");
 }
 
 TEST_F(AdminValidation, RefusesBadScopes) {
-  const char* bad[] = {R"("read")", R"({"read":true})", R"(["Read"])", R"(["read data"])",
-                       R"(["read/data"])", R"([""])", R"(["ok",5])", R"(["ok",null])",
+  const char* bad[] = {R"("read")",        R"({"read":true})", R"(["Read"])", R"(["read data"])",
+                       R"(["read/data"])", R"([""])",          R"(["ok",5])", R"(["ok",null])",
                        R"(["caf\u00e9"])", R"(["a\u0000"])"};
   for (const char* v : bad) {
     SCOPED_TRACE(v);
     expect_validation_error(create(with_name(std::string{R"("scopes":)"} + v)), "scopes");
   }
-  expect_validation_error(
-      create(with_name(R"("scopes":[")" + std::string(65, 's') + R"("])")), "scopes");
+  expect_validation_error(create(with_name(R"("scopes":[")" + std::string(65, 's') + R"("])")),
+                          "scopes");
   EXPECT_TRUE(create(with_name(R"("scopes":[")" + std::string(64, 's') + R"("])")).ok());
   EXPECT_TRUE(create(with_name(R"("scopes":["a-z0.9:_x"])")).ok());
 }
@@ -291,8 +305,7 @@ TEST_F(AdminValidation, AllowsAtMostFiftyDistinctScopes) {
 
 TEST_F(AdminValidation, RefusesUnknownEnvironment) {
   for (const char* v : {R"("prod")", R"("LIVE")", R"("")", "1", "null"})
-    expect_validation_error(create(with_name(std::string{R"("environment":)"} + v)),
-                            "environment");
+    expect_validation_error(create(with_name(std::string{R"("environment":)"} + v)), "environment");
 }
 
 // --- patch ---
@@ -352,9 +365,9 @@ TEST_F(AdminValidation, PatchMergesPartialLimitsWithTheKeysCurrentLimits) {
   expect_refused(resolve_patch(*patch(R"({"rate_limit":{"per_minute":101}})"), current,
                                settings_.default_limits),
                  api_errc::validation_error, "rate_limit.per_minute");
-  expect_refused(resolve_patch(*patch(R"({"rate_limit":{"per_hour":9}})"), current,
-                               settings_.default_limits),
-                 api_errc::validation_error, "rate_limit.per_hour");
+  expect_refused(
+      resolve_patch(*patch(R"({"rate_limit":{"per_hour":9}})"), current, settings_.default_limits),
+      api_errc::validation_error, "rate_limit.per_hour");
 
   // A key without limits of its own merges with the defaults (100/5000).
   const auto hour = resolve_patch(*patch(R"({"rate_limit":{"per_hour":200}})"), std::nullopt,
@@ -420,9 +433,9 @@ TEST_F(AdminValidation, ListQueryAcceptsEveryParameter) {
 }
 
 TEST_F(AdminValidation, ListQueryRefusesLimitOutOfRangeOrNotAnInteger) {
-  for (const char* q : {"limit=0", "limit=101", "limit=abc", "limit=-1", "limit=1.5", "limit=",
-                        "limit", "limit=+5", "limit=1e2", "limit=99999999999999999999",
-                        "limit=%20"}) {
+  for (const char* q :
+       {"limit=0", "limit=101", "limit=abc", "limit=-1", "limit=1.5", "limit=", "limit", "limit=+5",
+        "limit=1e2", "limit=99999999999999999999", "limit=%20"}) {
     SCOPED_TRACE(q);
     expect_refused(parse_list_query(q), api_errc::validation_error, "limit");
   }
@@ -430,7 +443,7 @@ TEST_F(AdminValidation, ListQueryRefusesLimitOutOfRangeOrNotAnInteger) {
 
 TEST_F(AdminValidation, ListQueryRefusesMalformedStartingAfter) {
   const auto id = core::new_id("key");
-  for (const std::string q :
+  for (const std::string& q :
        {std::string{"starting_after=bogus"}, std::string{"starting_after="},
         "starting_after=" + core::new_id("wh"), "starting_after=key_" + id.substr(4, 25),
         "starting_after=" + id + "0", "starting_after=KEY_" + id.substr(4)}) {

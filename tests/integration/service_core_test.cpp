@@ -53,8 +53,9 @@ class ServiceCore : public ::testing::Test {
     EXPECT_EQ(j["error"]["code"], code) << r.body;
     EXPECT_TRUE(j["error"]["message"].is_string()) << r.body;
     EXPECT_EQ(j["error"]["request_id"].get<std::string>().rfind("req_", 0), 0u) << r.body;
-    if (!param.empty())
+    if (!param.empty()) {
       EXPECT_EQ(j["error"]["param"], param) << r.body;
+    }
   }
 
   scratch_database db_;
@@ -127,7 +128,8 @@ TEST_F(ServiceCore, ListsKeysInPages) {
   std::string after;
   int pages = 0;
   while (true) {
-    auto r = call("GET", "/api/v1/keys?limit=2" + (after.empty() ? "" : "&starting_after=" + after));
+    auto r =
+        call("GET", "/api/v1/keys?limit=2" + (after.empty() ? "" : "&starting_after=" + after));
     ASSERT_EQ(r.status, 200) << r.body;
     auto j = r.json();
     EXPECT_EQ(j["object"], "list");
@@ -151,7 +153,7 @@ TEST_F(ServiceCore, ListsKeysInPages) {
 }
 
 TEST_F(ServiceCore, BadInputGetsClearErrorsAndChangesNothing) {
-  start({{"MAX_BODY_BYTES", "4096"}, {"MAX_HEADER_BYTES", "2048"}});
+  start({{"MAX_BODY_BYTES", "8192"}, {"MAX_HEADER_BYTES", "2048"}});
   const auto before = db_.exec("SELECT count(*) FROM api_keys");
 
   expect_error(call("POST", "/api/v1/keys", "{not json"), 400, "invalid_request");
@@ -167,9 +169,9 @@ TEST_F(ServiceCore, BadInputGetsClearErrorsAndChangesNothing) {
     expect_error(call("POST", "/api/v1/keys",
                       std::string{R"({"name":"x","rate_limit":{"per_minute":)"} + v + "}}"),
                  400, "validation_error", "rate_limit.per_minute");
-  expect_error(call("POST", "/api/v1/keys",
-                    R"({"name":"x","rate_limit":{"per_minute":100,"per_hour":10}})"),
-               400, "validation_error", "rate_limit.per_hour");
+  expect_error(
+      call("POST", "/api/v1/keys", R"({"name":"x","rate_limit":{"per_minute":100,"per_hour":10}})"),
+      400, "validation_error", "rate_limit.per_hour");
   expect_error(call("POST", "/api/v1/keys", R"({"name":"x","expires_at":"tomorrow"})"), 400,
                "validation_error", "expires_at");
   expect_error(call("POST", "/api/v1/keys", R"({"name":"x","expires_at":"2001-01-01T00:00:00Z"})"),
@@ -177,7 +179,7 @@ TEST_F(ServiceCore, BadInputGetsClearErrorsAndChangesNothing) {
   expect_error(call("POST", "/api/v1/keys", R"({"name":"x","metadata":[1]})"), 400,
                "validation_error", "metadata");
   expect_error(call("POST", "/api/v1/keys",
-                    json{{"name", "x"}, {"metadata", {{"blob", std::string(4000, 'm')}}}}.dump()),
+                    json{{"name", "x"}, {"metadata", {{"blob", std::string(4100, 'm')}}}}.dump()),
                400, "validation_error", "metadata");
   expect_error(call("POST", "/api/v1/keys", R"({"name":"x","scopes":["Data Read"]})"), 400,
                "validation_error", "scopes");
@@ -191,15 +193,15 @@ TEST_F(ServiceCore, BadInputGetsClearErrorsAndChangesNothing) {
   expect_error(call("PUT", "/api/v1/keys"), 405, "method_not_allowed");
 
   // Body over the limit: refused from its Content-Length, before the body is read.
-  auto big = raw_exchange(gw_->port(),
-                          "POST /api/v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
-                              gw_->admin_key() +
-                              "\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n");
+  auto big = raw_exchange(
+      gw_->port(), "POST /api/v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                       gw_->admin_key() +
+                       "\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n");
   EXPECT_NE(big.find("HTTP/1.1 413"), std::string::npos) << big;
   EXPECT_NE(big.find("payload_too_large"), std::string::npos) << big;
   auto huge_header = raw_exchange(
-      gw_->port(), "GET /api/v1/keys HTTP/1.1\r\nHost: x\r\nX-Filler: " + std::string(4096, 'a') +
-                       "\r\n\r\n");
+      gw_->port(),
+      "GET /api/v1/keys HTTP/1.1\r\nHost: x\r\nX-Filler: " + std::string(4096, 'a') + "\r\n\r\n");
   EXPECT_NE(huge_header.find("HTTP/1.1 431"), std::string::npos) << huge_header;
 
   expect_error(http_request(gw_->port(), "GET", "/api/v1/keys"), 401, "missing_api_key");

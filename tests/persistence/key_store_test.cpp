@@ -100,8 +100,8 @@ TEST_F(KeyStoreTest, InsertedKeyIsFoundByIdAndByHash) {
   EXPECT_FALSE(found->revoked_at.has_value());
   EXPECT_FALSE(found->last_used_at.has_value());
 
-  auto by_hash = await<std::optional<core::api_key>>(
-      [&](auto cb) { store_->find_by_hash(key.key_hash, cb); });
+  auto by_hash =
+      await<std::optional<core::api_key>>([&](auto cb) { store_->find_by_hash(key.key_hash, cb); });
   ASSERT_TRUE(by_hash.ok());
   ASSERT_TRUE(by_hash.value().has_value());
   EXPECT_EQ(by_hash.value()->id, key.id);
@@ -116,9 +116,10 @@ TEST_F(KeyStoreTest, InsertedKeyIsFoundByIdAndByHash) {
 TEST_F(KeyStoreTest, InsertWritesCreatedEventInTheSameTransaction) {
   const auto stored = insert(make_key("with event"));
   EXPECT_EQ(events_for(stored.id), "key.created");
-  EXPECT_EQ(db_.scalar("SELECT data->'rate_limit'->>'per_minute' FROM events WHERE data->>'id' = '" +
-                       stored.id + "'"),
-            "100");
+  EXPECT_EQ(
+      db_.scalar("SELECT data->'rate_limit'->>'per_minute' FROM events WHERE data->>'id' = '" +
+                 stored.id + "'"),
+      "100");
   EXPECT_EQ(db_.scalar("SELECT left(id, 4) FROM events WHERE data->>'id' = '" + stored.id + "'"),
             "evt_");
 
@@ -252,8 +253,8 @@ TEST_F(KeyStoreTest, ChangedSinceReturnsKeysUpdatedAtOrAfter) {
   const auto revoked = revoke(a.id);
   ASSERT_TRUE(revoked.has_value());
 
-  auto changed = await<std::vector<core::api_key>>(
-      [&](auto cb) { store_->changed_since(since, cb); });
+  auto changed =
+      await<std::vector<core::api_key>>([&](auto cb) { store_->changed_since(since, cb); });
   ASSERT_TRUE(changed.ok()) << changed.error().detail;
   ASSERT_EQ(changed.value().size(), 1u);
   EXPECT_EQ(changed.value()[0].id, a.id);

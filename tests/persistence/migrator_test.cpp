@@ -34,9 +34,8 @@ TEST_F(MigratorTest, EmbedsTheMigrationFilesInNameOrder) {
   ASSERT_FALSE(all.empty());
   EXPECT_EQ(all.front().name, "001_initial.sql");
   EXPECT_NE(all.front().sql.find("CREATE TABLE api_keys"), std::string::npos);
-  EXPECT_TRUE(std::is_sorted(all.begin(), all.end(), [](const auto& a, const auto& b) {
-    return a.name < b.name;
-  }));
+  EXPECT_TRUE(std::is_sorted(all.begin(), all.end(),
+                             [](const auto& a, const auto& b) { return a.name < b.name; }));
 }
 
 TEST_F(MigratorTest, AppliesEachMigrationOnce) {
@@ -50,9 +49,9 @@ TEST_F(MigratorTest, AppliesEachMigrationOnce) {
 
   EXPECT_EQ(db_.scalar("SELECT count(*) FROM schema_migrations"),
             std::to_string(embedded_migrations().size()));
-  EXPECT_EQ(db_.scalar("SELECT to_regclass('api_keys') IS NOT NULL"), "true");
-  EXPECT_EQ(db_.scalar("SELECT to_regclass('events') IS NOT NULL"), "true");
-  EXPECT_EQ(db_.scalar("SELECT to_regclass('api_key_usage') IS NOT NULL"), "true");
+  EXPECT_EQ(db_.scalar("SELECT to_regclass('api_keys') IS NOT NULL"), "t");
+  EXPECT_EQ(db_.scalar("SELECT to_regclass('events') IS NOT NULL"), "t");
+  EXPECT_EQ(db_.scalar("SELECT to_regclass('api_key_usage') IS NOT NULL"), "t");
   EXPECT_EQ(db_.scalar("SELECT checksum FROM schema_migrations WHERE name = '001_initial.sql'"),
             sha256_hex(embedded_migrations().front().sql));
 }
@@ -93,7 +92,7 @@ TEST_F(MigratorTest, RefusesMigrationAlteredAfterBeingApplied) {
   EXPECT_NE(result.error().detail.find("001_a.sql"), std::string::npos) << result.error().detail;
   EXPECT_NE(result.error().detail.find("altered after being applied"), std::string::npos)
       << result.error().detail;
-  EXPECT_EQ(db_.scalar("SELECT to_regclass('b') IS NULL"), "true");
+  EXPECT_EQ(db_.scalar("SELECT to_regclass('b') IS NULL"), "t");
 
   const auto status = migration_status(db_.url(), sources);
   ASSERT_TRUE(status.ok()) << status.error().detail;
@@ -145,9 +144,9 @@ TEST_F(MigratorTest, FailedMigrationLeavesNoTrace) {
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.error().code, db_errc::failed);
   EXPECT_NE(result.error().detail.find("002_bad.sql"), std::string::npos) << result.error().detail;
-  EXPECT_EQ(db_.scalar("SELECT to_regclass('ok_table') IS NOT NULL"), "true");
-  EXPECT_EQ(db_.scalar("SELECT to_regclass('half') IS NULL"), "true");
-  EXPECT_EQ(db_.scalar("SELECT to_regclass('after_table') IS NULL"), "true");
+  EXPECT_EQ(db_.scalar("SELECT to_regclass('ok_table') IS NOT NULL"), "t");
+  EXPECT_EQ(db_.scalar("SELECT to_regclass('half') IS NULL"), "t");
+  EXPECT_EQ(db_.scalar("SELECT to_regclass('after_table') IS NULL"), "t");
   EXPECT_EQ(db_.scalar("SELECT string_agg(name, ',') FROM schema_migrations"), "001_ok.sql");
 }
 

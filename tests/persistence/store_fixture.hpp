@@ -4,9 +4,9 @@
 #include <memory>
 #include <string>
 
+#include <gtest/gtest.h>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <gtest/gtest.h>
 
 #include "core/api_key.hpp"
 #include "core/ids.hpp"

@@ -55,7 +55,7 @@ class test_database {
     std::random_device rd;
     std::uniform_int_distribution<uint64_t> dist;
     static constexpr char hex[] = "0123456789abcdef";
-    name_ = "dh_test_";
+    name_ = "datahub_t_";
     for (uint64_t v = dist(rd), i = 0; i < 16; ++i, v >>= 4)
       name_ += hex[v & 0xf];
     pqxx::connection conn(server_);

@@ -61,8 +61,8 @@ constexpr int64_t minute2 = minute1 + 60000;
 
 TEST_F(UsageStoreTest, BatchesSumIntoStoredCounters) {
   // The same key-minute twice in one batch, and again in a later batch (another instance).
-  ASSERT_TRUE(add({row(key_.id, minute1, 3), row(key_.id, minute1, 2), row(key_.id, minute2, 1)})
-                  .ok());
+  ASSERT_TRUE(
+      add({row(key_.id, minute1, 3), row(key_.id, minute1, 2), row(key_.id, minute2, 1)}).ok());
   EXPECT_EQ(counters(minute1), "5,3,0,2,0,2,50,500");
   EXPECT_EQ(counters(minute2), "1,0,0,1,0,1,10,100");
 
@@ -74,7 +74,8 @@ TEST_F(UsageStoreTest, BatchesSumIntoStoredCounters) {
 
 TEST_F(UsageStoreTest, LastUsedAtOnlyMovesForward) {
   ASSERT_TRUE(add({row(key_.id, minute2, 1)}).ok());
-  auto found = await<std::optional<core::api_key>>([&](auto cb) { keys_->find_by_id(key_.id, cb); });
+  auto found =
+      await<std::optional<core::api_key>>([&](auto cb) { keys_->find_by_id(key_.id, cb); });
   ASSERT_TRUE(found.ok());
   ASSERT_TRUE(found.value()->last_used_at.has_value());
   EXPECT_EQ(*found.value()->last_used_at, core::from_unix_ms(minute2));

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -19,7 +20,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
 #include "core/secrets.hpp"
@@ -155,7 +155,9 @@ std::string scratch_database::exec(const std::string& sql) const {
   return r[0][0].c_str();
 }
 
-nlohmann::json http_response::json() const { return nlohmann::json::parse(body, nullptr, false); }
+nlohmann::json http_response::json() const {
+  return nlohmann::json::parse(body, nullptr, false);
+}
 
 std::string http_response::header(const std::string& lower_name) const {
   auto it = headers.find(lower_name);
@@ -280,7 +282,9 @@ int gateway_process::stop(int sig, std::chrono::milliseconds timeout) {
   return code;
 }
 
-std::string gateway_process::output() const { return read_file(log_path_); }
+std::string gateway_process::output() const {
+  return read_file(log_path_);
+}
 
 command_result run_datahub(const std::vector<std::string>& args,
                            const std::map<std::string, std::string>& env) {

@@ -54,17 +54,28 @@ struct tcp_forwarder::impl {
   std::unique_ptr<tcp::acceptor> acceptor;
   uint16_t target;
   uint16_t port = 0;
+  bool is_cut = false;  ///< while cut, connections are accepted and closed at once
   std::vector<std::weak_ptr<pipe_pair>> pairs;
   std::thread thread;
   std::unique_ptr<net::executor_work_guard<net::io_context::executor_type>> guard;
 
+  // Binds the forwarder's port; after a cut the old connections may hold it for a moment.
   void listen() {
-    acceptor = std::make_unique<tcp::acceptor>(ioc);
     tcp::endpoint ep{net::ip::make_address("127.0.0.1"), port};
-    acceptor->open(ep.protocol());
-    acceptor->set_option(net::socket_base::reuse_address(true));
-    acceptor->bind(ep);
-    acceptor->listen();
+    boost::system::error_code ec;
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      acceptor = std::make_unique<tcp::acceptor>(ioc);
+      acceptor->open(ep.protocol(), ec);
+      acceptor->set_option(net::socket_base::reuse_address(true), ec);
+      acceptor->bind(ep, ec);
+      if (!ec)
+        acceptor->listen(net::socket_base::max_listen_connections, ec);
+      if (!ec)
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (ec)
+      throw boost::system::system_error{ec, "tcp_forwarder listen"};
     port = acceptor->local_endpoint().port();
     accept();
   }
@@ -74,7 +85,10 @@ struct tcp_forwarder::impl {
       if (ec)
         return;
       boost::system::error_code cec;
-      pair->server.connect(tcp::endpoint{net::ip::make_address("127.0.0.1"), target}, cec);
+      if (is_cut)
+        cec = net::error::connection_refused;
+      else
+        pair->server.connect(tcp::endpoint{net::ip::make_address("127.0.0.1"), target}, cec);
       if (cec) {
         pair->close();
       } else {
@@ -104,18 +118,22 @@ tcp_forwarder::tcp_forwarder(uint16_t target_port) : impl_(std::make_unique<impl
 
 tcp_forwarder::~tcp_forwarder() {
   cut();
+  impl_->run_sync([this] {
+    boost::system::error_code ec;
+    impl_->acceptor->close(ec);
+  });
   impl_->guard.reset();
   impl_->ioc.stop();
   impl_->thread.join();
 }
 
-uint16_t tcp_forwarder::port() const { return impl_->port; }
+uint16_t tcp_forwarder::port() const {
+  return impl_->port;
+}
 
 void tcp_forwarder::cut() {
   impl_->run_sync([this] {
-    boost::system::error_code ec;
-    if (impl_->acceptor)
-      impl_->acceptor->close(ec);
+    impl_->is_cut = true;
     for (auto& w : impl_->pairs)
       if (auto p = w.lock())
         p->close();
@@ -124,7 +142,7 @@ void tcp_forwarder::cut() {
 }
 
 void tcp_forwarder::restore() {
-  impl_->run_sync([this] { impl_->listen(); });
+  impl_->run_sync([this] { impl_->is_cut = false; });
 }
 
 }  // namespace datahub::testing

@@ -15,10 +15,11 @@ class tcp_forwarder {
 
   uint16_t port() const;
 
-  /// Closes the listener and every open connection.
+  /// Resets every open connection; new ones are accepted and reset at once (what a client
+  /// sees of a server that went away).
   void cut();
 
-  /// Listens again on the same port.
+  /// Forwards new connections again.
   void restore();
 
  private:
