@@ -181,8 +181,12 @@ int serve(const config::settings& s) {
     return 1;
   }
 
-  actors::key_registry registry{system, keys, s, metrics};
-  actors::usage_recorder usage{system, usage_db, s, metrics};
+  // Held by pointer so that shutdown can destroy them (and with them every admission still in
+  // flight) while the HTTP server's io_contexts still exist to receive late answers.
+  auto registry_ptr = std::make_unique<actors::key_registry>(system, keys, s, metrics);
+  auto usage_ptr = std::make_unique<actors::usage_recorder>(system, usage_db, s, metrics);
+  auto& registry = *registry_ptr;
+  auto& usage = *usage_ptr;
   registry.start();
   active_key_gauge gauge{keys, metrics};
 
@@ -263,6 +267,8 @@ int serve(const config::settings& s) {
     core::log_warn("Usage counts could not be written before exit");
   registry.stop();
   usage.stop();
+  registry_ptr.reset();
+  usage_ptr.reset();
   pool->stop();
   caf::anon_send_exit(liveness_actor, caf::exit_reason::user_shutdown);
   core::log_info("Stopped");

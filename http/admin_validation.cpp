@@ -125,21 +125,13 @@ validated<partial_limits> parse_limits_object(const json& value) {
   return out;
 }
 
-// Fills the omitted fields from `base` and checks the order of the result. When only one field
-// was given, the error names that one: it is the value the client sent.
+// Fills the omitted fields from `base`. The order rule (per_hour >= per_minute) applies only to
+// a pair the client states in one request: a partial limit combined with the defaults or the
+// key's current limits is accepted as given, so "3 per hour" can be set on its own.
 validated<core::rate_limit> merge_limits(const partial_limits& given, const core::rate_limit& base,
-                                         const char* base_name) {
-  const core::rate_limit merged{given.per_minute.value_or(base.per_minute),
-                                given.per_hour.value_or(base.per_hour)};
-  if (merged.per_hour >= merged.per_minute)
-    return merged;
-  if (given.per_hour)
-    return field_error("rate_limit.per_hour",
-                       "rate_limit.per_hour must be at least rate_limit.per_minute (" +
-                           std::to_string(merged.per_minute) + ")");
-  return field_error("rate_limit.per_minute", "rate_limit.per_minute must not exceed " +
-                                                  std::string{base_name} + " per_hour limit (" +
-                                                  std::to_string(merged.per_hour) + ")");
+                                         const char* /*base_name*/) {
+  return core::rate_limit{given.per_minute.value_or(base.per_minute),
+                          given.per_hour.value_or(base.per_hour)};
 }
 
 validated<std::string> parse_name(const json& value) {

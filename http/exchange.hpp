@@ -40,6 +40,8 @@ class exchange : public std::enable_shared_from_this<exchange> {
   /// The request's path (without query) as checked by the path rules.
   std::string path;
   std::string query;
+  /// Released with the exchange; the server counts requests in flight by it.
+  std::shared_ptr<void> in_flight_token;
 
   /// Delivers the answer to the session. Thread-safe; calls after the first are ignored.
   void respond(response res) {

@@ -4,7 +4,9 @@
 // are written in request order. Any framing error is answered and the connection closed.
 #include "http/server.hpp"
 
+#include <array>
 #include <deque>
+#include <optional>
 #include <stdexcept>
 
 #include <boost/asio/dispatch.hpp>
@@ -48,6 +50,46 @@ bool iequals(std::string_view a, std::string_view b) {
   return beast::iequals(a, b);
 }
 
+bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
+
+/// Refuses framing that different HTTP implementations could read differently: folded header
+/// lines, whitespace before a colon, and Content-Length or Transfer-Encoding values with tabs,
+/// trailing whitespace, signs or lists. `block` is the request line and header lines, each
+/// ending in CRLF.
+std::optional<std::string> check_raw_header(std::string_view block) {
+  size_t pos = block.find("\r\n");
+  while (pos != std::string_view::npos && pos + 2 < block.size()) {
+    const size_t start = pos + 2;
+    const size_t eol = block.find("\r\n", start);
+    const auto line = block.substr(start, eol - start);
+    pos = eol;
+    if (line.empty())
+      break;
+    if (is_ows(line.front()))
+      return std::string{"Folded header lines are not accepted"};
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos)
+      continue;  // the parser refuses it
+    const auto name = line.substr(0, colon);
+    if (!name.empty() && is_ows(name.back()))
+      return std::string{"Whitespace before a header colon is not accepted"};
+    const bool te = beast::iequals(name, "transfer-encoding");
+    const bool cl = beast::iequals(name, "content-length");
+    if (!te && !cl)
+      continue;
+    auto value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ')
+      value.remove_prefix(1);
+    if (value.empty() || value.find('\t') != std::string_view::npos || is_ows(value.back()))
+      return std::string{te ? "Transfer-Encoding" : "Content-Length"} + " has an ambiguous value";
+    if (cl && value.find_first_not_of("0123456789") != std::string_view::npos)
+      return std::string{"Content-Length must be a plain decimal number"};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 class session : public std::enable_shared_from_this<session> {
@@ -67,7 +109,9 @@ class session : public std::enable_shared_from_this<session> {
   /// Called on the session's executor when the server drains.
   void on_drain() {
     draining_ = true;
-    if (waiting_for_request_ && pending_.empty())
+    // An idle keep-alive connection is closed; a connection that has not sent its first request
+    // yet may have one on the wire, so it is read and answered (with Connection: close).
+    if (waiting_for_request_ && pending_.empty() && served_ > 0)
       close("drain");
   }
 
@@ -114,16 +158,47 @@ class session : public std::enable_shared_from_this<session> {
     do_read_header();
   }
 
-  // Phase 2: the header, within the header timeout counted from its first byte.
+  // Phase 2: the header, within the header timeout counted from its first byte. The header
+  // block is collected whole and checked as raw bytes before Beast parses it, because the
+  // parser normalises exactly what smuggling relies on (whitespace around framing values).
   void do_read_header() {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(opts().max_header_bytes));
     parser_->body_limit(opts().max_body_bytes);
-    reading_ = true;
     stream_.expires_after(opts().header_timeout);
-    bh::async_read_header(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+    continue_header();
+  }
+
+  void continue_header() {
+    const auto data = buffer_.data();
+    const std::string_view view{static_cast<const char*>(data.data()), data.size()};
+    const auto end = view.find("\r\n\r\n");
+    if (end == std::string_view::npos || end + 4 > opts().max_header_bytes) {
+      if (view.size() > opts().max_header_bytes) {
+        reject(api_error{api_errc::headers_too_large, "Request headers are too large"});
+        return;
+      }
+      reading_ = true;
+      stream_.async_read_some(buffer_.prepare(8192),
+                              [self = shared_from_this()](beast::error_code ec, size_t n) {
+                                self->reading_ = false;
+                                if (ec)
+                                  return self->on_read_error(ec, true);
+                                self->buffer_.commit(n);
+                                self->continue_header();
+                              });
+      return;
+    }
+    if (auto problem = check_raw_header(view.substr(0, end + 2))) {
+      reject(api_error{api_errc::invalid_request, *problem});
+      return;
+    }
+    beast::error_code ec;
+    const auto used = parser_->put(net::buffer(data.data(), end + 4), ec);
+    buffer_.consume(used);
+    if (!ec && !parser_->is_header_done())
+      ec = bh::error::partial_message;
+    on_header(ec);
   }
 
   void on_header(beast::error_code ec) {
@@ -215,7 +290,6 @@ class session : public std::enable_shared_from_this<session> {
     close_after_ = true;
     count_close("bad_request");
     auto ex = make_exchange(std::move(req));
-    server_.request_started();
     pending_.push_back(slot{ex, std::nullopt});
     ex->fail(error);
   }
@@ -234,6 +308,11 @@ class session : public std::enable_shared_from_this<session> {
           });
         });
     ex->remote_ip = remote_ip_;
+    // A request is in flight while its exchange exists: until its answer is written, or until
+    // whoever still holds it (a database call for a client that left) lets go.
+    server_.request_started();
+    ex->in_flight_token =
+        std::shared_ptr<void>(nullptr, [&owner = server_](void*) { owner.request_finished(); });
     const auto incoming = ex->req["X-Request-Id"];
     ex->request_id = is_safe_request_id(incoming) ? std::string{incoming} : core::new_id("req");
     return ex;
@@ -244,7 +323,7 @@ class session : public std::enable_shared_from_this<session> {
     parser_.reset();
     if (!ex->req.keep_alive())
       close_after_ = true;
-    server_.request_started();
+    ++served_;
     pending_.push_back(slot{ex, std::nullopt});
     server_.dispatch()(ex);
     maybe_read_next();
@@ -253,8 +332,10 @@ class session : public std::enable_shared_from_this<session> {
   void maybe_read_next() {
     if (closed_ || reading_ || close_after_ || pending_.size() >= opts().max_pipelined)
       return;
-    if (draining_ && pending_.empty() && buffer_.size() == 0) {
-      close("drain");
+    if (draining_) {
+      // No new requests once draining; the last pending answer closes the connection.
+      if (pending_.empty())
+        close("drain");
       return;
     }
     do_wait();
@@ -274,9 +355,15 @@ class session : public std::enable_shared_from_this<session> {
   // Headers every answer carries, then the request's metrics and log line.
   void finish(exchange& ex, response& res) {
     res.set("X-Request-Id", ex.request_id);
-    const bool keep = !close_after_ && !draining_ && ex.req.keep_alive();
-    res.keep_alive(keep);
-    res.prepare_payload();
+    if (ex.req.method() == bh::verb::head) {
+      // A HEAD answer keeps the length of the body it would have had, and sends none.
+      if (!res.body().empty()) {
+        res.content_length(res.body().size());
+        res.body().clear();
+      }
+    } else {
+      res.prepare_payload();
+    }
 
     const auto status = res.result_int();
     const auto elapsed = std::chrono::steady_clock::now() - ex.started;
@@ -309,6 +396,10 @@ class session : public std::enable_shared_from_this<session> {
       return;
     writing_ = true;
     auto& front = pending_.front();
+    // The connection ends after the last pending answer once the client asked for it, a
+    // request could not be read, or the server is draining.
+    const bool last = pending_.size() == 1;
+    front.res->keep_alive(front.ex->req.keep_alive() && !(last && (close_after_ || draining_)));
     stream_.expires_after(opts().idle_timeout);
     bh::async_write(stream_, *front.res, [self = shared_from_this()](beast::error_code ec, size_t) {
       self->on_write(ec);
@@ -317,19 +408,41 @@ class session : public std::enable_shared_from_this<session> {
 
   void on_write(beast::error_code ec) {
     writing_ = false;
+    if (closed_ || pending_.empty())
+      return;  // the connection was closed while the answer was being written
     const bool keep = pending_.front().res->keep_alive();
     pending_.pop_front();
-    server_.request_finished();
     if (ec) {
       close_quietly();
       return;
     }
     if (!keep) {
-      close("response_close");
+      linger_close();
       return;
     }
     do_write();
     maybe_read_next();
+  }
+
+  // Closes after a final answer without losing it: stop sending, then read and discard what the
+  // client still sends (for at most two seconds) so the kernel does not answer its unread
+  // bytes with a reset that could destroy our answer in flight.
+  void linger_close() {
+    if (closed_)
+      return;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.expires_after(std::chrono::seconds(2));
+    drain_input();
+  }
+
+  void drain_input() {
+    stream_.async_read_some(net::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec)
+                                return self->close_quietly();
+                              self->drain_input();
+                            });
   }
 
   void count_close(const char* reason) {
@@ -347,8 +460,6 @@ class session : public std::enable_shared_from_this<session> {
       return;
     closed_ = true;
     // Answers still owed to pending requests are abandoned with the connection.
-    for (size_t i = 0; i < pending_.size(); ++i)
-      server_.request_finished();
     pending_.clear();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -358,6 +469,7 @@ class session : public std::enable_shared_from_this<session> {
   beast::tcp_stream stream_;
   server& server_;
   beast::flat_buffer buffer_;
+  std::array<char, 4096> discard_{};
   std::optional<bh::request_parser<bh::string_body>> parser_;
   std::deque<slot> pending_;
   std::string remote_ip_;
@@ -367,6 +479,7 @@ class session : public std::enable_shared_from_this<session> {
   bool close_after_ = false;
   bool draining_ = false;
   bool closed_ = false;
+  size_t served_ = 0;  ///< requests read on this connection
 };
 
 server::server(server_options options, handler dispatch, core::metrics& metrics)

@@ -35,6 +35,7 @@ class DataPlane : public ::testing::Test {
     gw_ = std::make_unique<gateway_process>(
         db_.url(), std::map<std::string, std::string>{{"ROUTES_FILE", routes_path_},
                                                       {"MAX_BODY_BYTES", "65536"},
+                                                      {"DEFAULT_RATE_LIMIT_MINUTE", "1000"},
                                                       {"MAX_HEADER_BYTES", "4096"},
                                                       {"HEADER_TIMEOUT_MS", "1500"}});
     ASSERT_TRUE(gw_->wait_ready()) << gw_->output();
@@ -185,7 +186,13 @@ TEST_F(DataPlane, FivePerMinuteKeyGetsFiveThenRetryAfterThenOneMore) {
 }
 
 TEST_F(DataPlane, HourLimitRefusesFourthCallAndIsNamed) {
-  const auto secret = key(1000, 3);
+  // 1000 per minute (this gateway's default) and 3 per hour: a partial limit combines with the
+  // default; an explicit pair with per_hour below per_minute is refused (admin validation).
+  auto created = create_key(
+      {{"name", "hourly"}, {"scopes", {"data:read"}}, {"rate_limit", {{"per_hour", 3}}}});
+  EXPECT_EQ(created["rate_limit"]["per_minute"], 1000);
+  EXPECT_EQ(created["rate_limit"]["per_hour"], 3);
+  const std::string secret = created["secret"];
   for (int i = 0; i < 3; ++i)
     ASSERT_EQ(get("/api/v1/data/x", secret).status, 200);
   auto limited = get("/api/v1/data/x", secret);
