@@ -78,12 +78,17 @@ void schedule_tick(self_ptr self) {
   self->delayed_send(self, tick_period(self->state.cfg), tick_atom::value);
 }
 
-/// Unregisters and stops. Whatever is still in the mailbox is dropped by CAF, and each dropped
-/// request resubmits itself to the registry, which spawns a successor with the parked state.
-void retire_and_quit(self_ptr self) {
+/// Unregisters from the registry, parking the limiter state; no new request is sent here after.
+void retire(self_ptr self) {
   auto& st = self->state;
   if (auto host = st.cfg.host.lock())
     host->retire(st.cfg.key_hash, self->address(), st.limiter->state_to_park(st.cfg.clock()));
+}
+
+/// Unregisters and stops. Whatever is still in the mailbox is dropped by CAF, and each dropped
+/// request resubmits itself to the registry, which spawns a successor with the parked state.
+void retire_and_quit(self_ptr self) {
+  retire(self);
   self->quit();
 }
 
@@ -138,15 +143,18 @@ void become_ready(self_ptr self, const key_record& key) {
     handle_admit(self, request);
 }
 
-/// Answers every waiting request with `verdict`, then stops: an unknown key or a failed lookup
-/// holds no actor.
+/// Unregisters, answers every waiting request with `verdict`, then stops: an unknown key or a
+/// failed lookup holds no actor. Unregistering comes first, so a request its client sends after
+/// seeing the answer reaches a fresh actor (and, after a failure, a fresh lookup) instead of
+/// this one's mailbox, where it would only be dropped and resubmitted.
 void give_up(self_ptr self, admission::verdict verdict) {
   auto& st = self->state;
   auto waiting = std::move(st.waiting);
   st.waiting = {};
+  retire(self);
   for (auto& request : waiting)
     request->answer(unkeyed_admission(verdict));
-  retire_and_quit(self);
+  self->quit();
 }
 
 key_actor_type::behavior_type loading(self_ptr self) {
@@ -195,7 +203,7 @@ key_actor_type::behavior_type key_actor(self_ptr self, key_actor_config cfg) {
   if (!st.cfg.clock) {
     st.cfg.clock = [] {
       return std::chrono::duration_cast<std::chrono::nanoseconds>(
-                 std::chrono::system_clock::now().time_since_epoch())
+                 std::chrono::steady_clock::now().time_since_epoch())
           .count();
     };
   }

@@ -100,8 +100,8 @@ struct key_actor_config {
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds load_timeout{10000};
   size_t pending_max = 1024;       ///< requests held while loading
-  std::function<int64_t()> clock;  ///< ns since the Unix epoch, shared with the limiter
-  limiter_factory make_limiter;    ///< empty: local sliding-window counter
+  std::function<int64_t()> clock;  ///< monotonic ns, shared with the limiter
+  limiter_factory make_limiter;    ///< empty: local GCRA limiter
 };
 
 struct key_actor_state {

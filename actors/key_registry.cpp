@@ -2,20 +2,20 @@
 // the poller that applies keys changed by other instances. Actors layer.
 //
 // Memory: a key actor exists only while its key is in use. Once it stopped, the registry keeps
-// at most the key's record (bounded by key_cache_max) and, while its windows still count some of
-// its requests, the 48-byte limiter state parked under its hash; a key used once and then idle
+// at most the key's record (bounded by key_cache_max) and, until both its windows are fully
+// replenished, the 32-byte limiter state parked under its hash; a key used once and then idle
 // costs about 1 KiB.
 //
 // Limiter state across an idle stop: key_idle_timeout (a minute by default) is shorter than the
 // hour window, so dropping the state with the actor would hand a key that exhausted its hourly
-// limit a fresh hour after one idle minute. An actor that stops while a window still counts some
-// of its requests parks its state here, its successor starts from it, and the periodic purge
-// drops parked states once nothing counted is left (two hour windows after the last request at
-// the latest). The parked map holds only keys used within the last two hours, so it needs no
-// further bound.
+// limit a fresh hour after one idle minute. An actor that stops before both its windows are
+// replenished parks its state here, its successor starts from it, and the periodic purge drops
+// parked states once both TATs are in the past (about an hour after the last admission at the
+// latest). The parked map holds only keys used within the last hour, so it needs no further
+// bound.
 //
-// Timeouts and expiries here are measured on the same wall clock as the windows: a clock stepped
-// back delays an idle stop, a negative-cache expiry or a lookup timeout by the size of the step.
+// Limits, timeouts and expiries here are measured on a monotonic clock, so a step of the wall
+// clock moves none of them.
 #include "actors/key_registry.hpp"
 
 #include <atomic>
@@ -57,9 +57,9 @@ constexpr auto poll_overlap = std::chrono::seconds{2};
 /// A poll still unanswered after this long no longer blocks the next one.
 constexpr auto poll_stuck_after = std::chrono::seconds{30};
 
-int64_t unix_ns() {
+int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -101,7 +101,7 @@ class registry_core final : public key_actor_host,
         options_(std::move(options)),
         actors_gauge_(metrics.key_actors.Add({})) {
     if (!options_.clock)
-      options_.clock = unix_ns;
+      options_.clock = steady_ns;
   }
 
   /// Spawns the helper actor; needs shared_from_this, so it runs after construction.
@@ -193,11 +193,16 @@ class registry_core final : public key_actor_host,
       caf::anon_send(helper_, answer_atom::value, std::move(request));
       return;
     }
+    const std::string key_hash = request->args().key_hash;
     if (spawned)
-      watch(request->args().key_hash, target);
-    if (needs_load)
-      load(request->args().key_hash, target);
+      watch(key_hash, target);
+    // The request goes into the new actor's mailbox before the lookup starts, so it is ahead of
+    // the lookup's answer. Otherwise a fast failure reaches the actor first: it gives up with
+    // nothing waiting, the request is dropped and resubmitted, and every resubmit spawns
+    // another actor and repeats the lookup (up to four per request during an outage).
     caf::anon_send(target, admit_atom::value, std::move(request));
+    if (needs_load)
+      load(key_hash, target);
   }
 
   /// A changed key, from this instance's admin API (`insert` true) or the poller.
@@ -230,14 +235,14 @@ class registry_core final : public key_actor_host,
     return polling_;
   }
 
-  /// Drops expired negative entries and parked states that no longer count any request.
+  /// Drops expired negative entries and parked states whose windows are fully replenished.
   void purge() {
     const int64_t now = options_.clock();
     std::lock_guard<std::mutex> lock(mutex_);
     for (auto it = negative_.begin(); it != negative_.end();)
       it = it->second <= now ? negative_.erase(it) : std::next(it);
     for (auto it = parked_.begin(); it != parked_.end();)
-      it = it->second.idle_at(now) ? parked_.erase(it) : std::next(it);
+      it = it->second.replenished_at(now) ? parked_.erase(it) : std::next(it);
   }
 
   /// Asks for the keys changed since the last one seen (less the overlap); one poll at a time.

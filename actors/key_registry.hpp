@@ -40,8 +40,8 @@ struct window_state {
   int64_t window_seconds = 60;
   int64_t limit = 0;
   int64_t remaining = 0;      ///< requests still admitted now
-  int64_t reset_seconds = 0;  ///< seconds until the current aligned window ends, or, at 0
-                              ///< remaining, until the next request is admitted; at least 1
+  int64_t reset_seconds = 0;  ///< seconds until `remaining` is back to `limit` (0 when full),
+                              ///< or, at 0 remaining, until the next request is admitted (>= 1)
 };
 
 /// The answer to one admission request.
@@ -79,11 +79,10 @@ struct registry_options {
   std::chrono::milliseconds negative_ttl{5000};
   /// Requests a key actor holds while its key is being read.
   size_t pending_max = 1024;
-  /// Nanoseconds since the Unix epoch, for limits, timeouts and cache expiry; empty:
-  /// std::chrono::system_clock. Rate-limit windows are aligned to it, so every instance counts
-  /// in the same minutes and hours.
+  /// Nanoseconds on a monotonic clock, for limits, timeouts and cache expiry; empty:
+  /// std::chrono::steady_clock, so a step of the wall clock moves no limit and no timer.
   std::function<int64_t()> clock;
-  /// Makes a key's limiter from its parked state; empty: the local sliding-window counter
+  /// Makes a key's limiter from its parked state; empty: the local GCRA limiter
   /// (rate_limiter.hpp).
   std::function<std::unique_ptr<rate_limiter>(const std::string&, limiter_state)> make_limiter;
 };

@@ -1,7 +1,7 @@
 // Rate-limit counting for SPEC 3.4, actors layer: a key's minute and hour windows are checked and
-// counted in one step with a sliding-window counter. The local implementation keeps the state
-// inside the key's actor; a shared implementation (Redis, the same arithmetic in a script) can
-// fill the same interface.
+// counted in one step with GCRA (the generic cell rate algorithm). The local implementation keeps
+// the state inside the key's actor; a shared implementation (Redis, the same arithmetic in a
+// script) can fill the same interface.
 #pragma once
 
 #include <cstdint>
@@ -12,23 +12,22 @@
 
 namespace datahub::actors {
 
-/// One window's counts. Windows of length W are aligned to multiples of W on the limiter's clock
-/// (nanoseconds since the Unix epoch in production), so every instance sees the same windows.
-/// The limit is not part of the state: a changed limit applies to the same counts.
-struct window_counts {
-  int64_t window = 0;  ///< index of the aligned window `current` belongs to
-  int64_t previous = 0;
-  int64_t current = 0;
+/// One window's GCRA state: its theoretical arrival time (TAT, ns on the limiter's monotonic
+/// clock) and the limit it was counted with. The limit is kept so that a changed limit carries
+/// the usage over as a number of requests rather than as a fraction of the window.
+struct gcra_window {
+  int64_t tat = 0;
+  int64_t limit = 0;  ///< 0: nothing counted yet
 };
 
-/// A key's whole limiter state; 48 bytes, small enough to park while the key's actor is stopped.
+/// A key's whole limiter state; 32 bytes, small enough to park while the key's actor is stopped.
 struct limiter_state {
-  window_counts minute;
-  window_counts hour;
+  gcra_window minute;
+  gcra_window hour;
 
-  /// True when at `now_ns` nothing counted is left in either sliding window (two windows after
-  /// the last admission at the latest), so dropping the state changes no decision.
-  bool idle_at(int64_t now_ns) const;
+  /// True when both windows are fully replenished at `now_ns` (both TATs at or before it), so
+  /// dropping the state changes no decision.
+  bool replenished_at(int64_t now_ns) const { return minute.tat <= now_ns && hour.tat <= now_ns; }
 };
 
 /// The outcome of one check: whether the request was admitted and both windows as they are now.
@@ -48,7 +47,7 @@ class rate_limiter {
   virtual ~rate_limiter() = default;
 
   /// Admits the request only when both windows of `limits` allow it, and only then counts it in
-  /// both. A refused request consumes nothing. `now_ns` is nanoseconds since the Unix epoch.
+  /// both. A refused request consumes nothing. `now_ns` is on a monotonic clock.
   virtual limit_decision check_and_consume(const core::rate_limit& limits, int64_t now_ns) = 0;
 
   /// What must be kept while the key's actor is stopped so a respawned actor continues where
@@ -56,7 +55,7 @@ class rate_limiter {
   virtual std::optional<limiter_state> state_to_park(int64_t now_ns) const = 0;
 };
 
-/// The sliding-window counter in this process: for one instance (or REDIS_URL unset).
+/// GCRA in this process: for one instance (or REDIS_URL unset).
 class local_rate_limiter final : public rate_limiter {
  public:
   explicit local_rate_limiter(limiter_state initial = {}) : state_(initial) {}
@@ -70,24 +69,21 @@ class local_rate_limiter final : public rate_limiter {
   limiter_state state_;
 };
 
-/// The sliding-window step itself, on any state: both windows checked, both counted only when
-/// both admit.
+/// The GCRA step itself, on any state: both windows checked, both counted only when both admit.
 ///
-/// A window of length W and limit L keeps the count of the current aligned window (cur) and of
-/// the one before it (prev). At elapsed fraction f of the current window its estimate is
-/// prev * (1 - f) + cur, and a request is admitted when estimate + 1 <= L. Evaluated in integer
-/// milliseconds as prev * (W - e) + (cur + 1) * W <= L * W (e: elapsed ms), which stays below
-/// 2^63 for limits up to 10^12.
+/// A window of length W and limit L has an emission interval T = ceil(W / L) ns and a capacity
+/// of L * T ns; its level is how far its TAT lies ahead of now (0 once it is in the past). A
+/// request is admitted when level + T <= capacity, and an admission moves the TAT to
+/// max(TAT, now) + T. So a key idle for W gets a burst of exactly L at once, then one request
+/// per T; rounding T up keeps the long-run rate at or under L per W. Nothing is aligned to the
+/// wall clock, so there is no window edge where a fixed window would admit L on each side.
 ///
-/// Every aligned window admits at most L, and a key hammered from a fresh state gets exactly L
-/// in its first window. The estimate assumes the previous window's requests were spread evenly
-/// over it, and a rolling span of W is off by exactly how far they were not: a span ending at
-/// fraction f of a window holds at most L plus the previous window's requests in the span beyond
-/// their even share prev * (1 - f). Right after an edge that is small (L admitted in the last
-/// 0.1 s of a window, then at most about L * 0.1 / 60 + 1 in the first 0.1 s of the next minute),
-/// but a client that sends its whole limit at the very end of one window and keeps hammering
-/// through the next gets close to 2L in the span of W that starts with that burst.
-limit_decision sliding_window_check_and_consume(limiter_state& state,
-                                                const core::rate_limit& limits, int64_t now_ns);
+/// The bound, honestly: in any span of length S at most L + S / T requests are admitted (the
+/// burst plus what drained during the span). Hammered from idle, a key limited to L per minute
+/// therefore gets L at once and then one every W / L: up to 2L - 1 within the first 60 s, then
+/// one every W / L for as long as it keeps hammering. GCRA bounds the burst and the rate; it
+/// does not bound every rolling minute to L.
+limit_decision gcra_check_and_consume(limiter_state& state, const core::rate_limit& limits,
+                                      int64_t now_ns);
 
 }  // namespace datahub::actors

@@ -16,12 +16,12 @@
 # stopped by PID. Takes a few minutes: the gateway runs about 50 times slower under valgrind.
 #
 # Settings: KEYS_N=1000 REQUESTS=20000 CONNS=4 GW_LOG_LEVEL=info UP_PORT=18090 GW_PORT=18093
-# PG_PORT=55440 BENCH_BUILD_DIR=build-bench
+# PG_PORT (default: the first free port from 55449) BENCH_BUILD_DIR=build-bench
 set -euo pipefail
 export LC_ALL=C
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=../scripts/lib/common.sh
+# shellcheck source=scripts/lib/common.sh
 source "$HERE/../scripts/lib/common.sh"
 ROOT="$DATAHUB_ROOT"
 
@@ -33,10 +33,11 @@ esac
 
 KEYS_N=${KEYS_N:-1000} REQUESTS=${REQUESTS:-20000} CONNS=${CONNS:-4}
 GW_LOG_LEVEL=${GW_LOG_LEVEL:-info} UP_PORT=${UP_PORT:-18090} GW_PORT=${GW_PORT:-18093}
-PG_PORT=${PG_PORT:-55440} BENCH_BUILD_DIR=${BENCH_BUILD_DIR:-$ROOT/build-bench}
+PG_PORT=${PG_PORT:-$(pick_free_port 55449)} BENCH_BUILD_DIR=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 GW_BIN="$BENCH_BUILD_DIR/datahub"
 API_PATH=/api/v1/data/items
 
+# shellcheck disable=SC2034  # read by ensure_packages in common.sh
 DATAHUB_PACKAGES=(curl python3 wrk valgrind "nginx-light|nginx" procps postgresql
   build-essential cmake ninja-build ccache pkg-config libcaf-dev libboost-dev libpqxx-dev
   libhiredis-dev prometheus-cpp-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libssl-dev)
@@ -49,7 +50,7 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
   cmake --build "$BENCH_BUILD_DIR" --target datahub -j"$(nproc)" >/dev/null || die "the gateway does not build"
 fi
 [[ -x "$GW_BIN" ]] || die "$GW_BIN is missing"
-for p in "$UP_PORT" "$GW_PORT" "$PG_PORT"; do port_in_use "$p" && die "port $p is already in use"; done
+for p in "$UP_PORT" "$GW_PORT"; do port_in_use "$p" && die "port $p is already in use"; done
 
 RUN="$RUN_ROOT/bench/profile-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$RUN/keys" "$RUN/tmp/up"
@@ -57,13 +58,20 @@ chmod 755 "$RUN" "$RUN/tmp" "$RUN/tmp/up"
 install_cleanup_traps
 
 UP_PID="" GW_PID=""
+# Single quotes on purpose: the PIDs are read when the cleanups run.
+# shellcheck disable=SC2016
 on_exit 'stop_pid "$UP_PID" nginx'
+# The throwaway cluster is deleted once stop_postgres (registered by start_postgres) has run.
+# shellcheck disable=SC2016
+on_exit '[[ -f "$RUN/pg/postgres.pid" ]] || rm -rf "$(pg_home "$RUN/pg")"'
 start_postgres "$RUN/pg" "$PG_PORT"
+# shellcheck disable=SC2016
 on_exit 'stop_pid "$GW_PID" datahub 60'
 
 sed -e "s|@RUN@|$RUN|g" -e "s|@WORKERS@|1|g" -e "s|@UP_PORT@|$UP_PORT|g" \
   "$HERE/conf/upstream.nginx.conf" >"$RUN/upstream.nginx.conf"
 nginx -p "$RUN/" -c "$RUN/upstream.nginx.conf" >"$RUN/upstream.out" 2>&1 </dev/null &
+# shellcheck disable=SC2034  # read by the cleanup registered above
 UP_PID=$!
 
 (
@@ -126,7 +134,7 @@ callgrind_control -i off "$GW_PID" >/dev/null
 stop_pid "$GW_PID" datahub 120
 GW_PID=""
 
-out=$(ls "$RUN"/callgrind.out* | head -n1)
+out=$(find "$RUN" -maxdepth 1 -name 'callgrind.out*' | head -n1)
 [[ -s "$out" ]] || die "callgrind wrote no profile"
 callgrind_annotate --inclusive=yes --threshold=100 "$out" >"$RUN/inclusive.txt"
 callgrind_annotate --inclusive=no --threshold=100 "$out" >"$RUN/exclusive.txt"

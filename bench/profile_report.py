@@ -20,7 +20,7 @@ AREAS = [
     ("serialisation/JSON", r"nlohmann|json"),
     ("hashing/OpenSSL", r"libcrypto|libssl|OPENSSL|EVP_|HMAC|SHA256|sha256|hmac|CRYPTO_|ossl_"),
     ("PostgreSQL client (key refresh, usage, pool)", r"pqxx|libpq|datahub::persistence"),
-    ("parsing/Beast", r"boost::beast"),
+    ("parsing/Beast", r"boost::beast|boost::intrusive"),
     ("actor messaging/CAF", r"caf::|libcaf"),
     ("upstream and socket I/O (Asio, syscall wrappers)",
      r"boost::asio|epoll|__libc_(recv|send|read|write)|\b(recv|send|read|write|writev|readv|"
@@ -52,8 +52,8 @@ def bare(text):
         text = re.sub(r"<[^<>]*>", "", text)
         text = re.sub(r"\([^()]*\)", "", text)
     text = re.sub(r"\s+const$", "", text.strip())
-    text = text.split()[-1] if text.split() else text
-    return text + obj
+    m = re.search(r"([\w:~]*operator\s*(?:new|delete)(?:\[\])?|\S+)$", text)
+    return (m.group(1) if m else text) + obj
 
 
 def area_of(text):

@@ -176,6 +176,13 @@ def main():
         print(f"**{t} exited on its own {when} ({sc}, round {rnd}), status {status}{sig}**; "
               "the run went on with a fresh instance.")
 
+    kpath = os.path.join(run, "killed.txt")
+    killed = [line.strip() for line in open(kpath)] if os.path.exists(kpath) else []
+    for t in sorted(set(killed)):
+        print()
+        print(f"**{t} did not exit within 30 s of SIGTERM {killed.count(t)} time(s)** and was "
+              "stopped with SIGKILL.")
+
     print()
     print("Targets (datahub):")
     print()

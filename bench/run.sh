@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2154  # the BENCH fields (rps=, p50_us=, ...) are set by eval
+# shellcheck disable=SC2154,SC2317  # BENCH fields (rps=, ...) come from eval; cleanups run from on_exit
 # DataHub's benchmark: measures the gateway beside two anchors doing the same job, HAProxy 2.6 and
 # nginx 1.22 configured to check a hashed API key, apply per-key minute and hour limits and proxy,
 # in one run, interleaved, on this machine, with the same upstream and the same keys.
@@ -28,16 +28,18 @@
 #   WORKERS=1      nginx workers, HAProxy threads, and the gateway's IO_THREADS and ACTOR_THREADS
 #   GW_LOG_LEVEL=info   the gateway's LOG_LEVEL (its log goes to a file)
 #   IDLE_TIMEOUT_MS=2000   the gateway's KEY_IDLE_TIMEOUT_MS in the idle-keys scenario
-#   UP_PORT=18080 HA_PORT=18081 NG_PORT=18082 GW_PORT=18083 PG_PORT=55439
+#   UP_PORT=18080 HA_PORT=18081 NG_PORT=18082 GW_PORT=18083 (a port in use stops the run)
+#   PG_PORT        default: the first free port from 55439
 #   BENCH_BUILD_DIR=build-bench   BENCH_SKIP_BUILD=1 uses the binary already there
-#   KEEP_LOGS=1    keep the gateway's whole request log (by default only its last 200 lines)
+#   KEEP_LOGS=1    keep the gateway's whole request log (by default only its last 200 lines) and
+#                  the PostgreSQL cluster (deleted by default)
 # Exit status: 0 when the run completed and every behaviour check passed (a MISS on a
 # performance target is a measurement, not a failure); 1 otherwise.
 set -euo pipefail
 export LC_ALL=C
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=../scripts/lib/common.sh
+# shellcheck source=scripts/lib/common.sh
 source "$HERE/../scripts/lib/common.sh"
 ROOT="$DATAHUB_ROOT"
 
@@ -69,7 +71,8 @@ fi
 CONNS=${CONNS:-64} THREADS=${THREADS:-1} PIN=${PIN:-1} SRV_CPU=${SRV_CPU:-0} WRK_CPU=${WRK_CPU:-1}
 WORKERS=${WORKERS:-1} GW_LOG_LEVEL=${GW_LOG_LEVEL:-info} IDLE_TIMEOUT_MS=${IDLE_TIMEOUT_MS:-2000}
 UP_PORT=${UP_PORT:-18080} HA_PORT=${HA_PORT:-18081} NG_PORT=${NG_PORT:-18082}
-GW_PORT=${GW_PORT:-18083} PG_PORT=${PG_PORT:-55439}
+GW_PORT=${GW_PORT:-18083}
+PG_PORT=${PG_PORT:-$(pick_free_port 55439)} # not a contract: the first free one from 55439
 BENCH_BUILD_DIR=${BENCH_BUILD_DIR:-$ROOT/build-bench} KEEP_LOGS=${KEEP_LOGS:-0}
 API_PATH=/api/v1/data/items
 GW_BIN="$BENCH_BUILD_DIR/datahub"
@@ -82,6 +85,7 @@ else
 fi
 
 # --- tools and build ---------------------------------------------------------------------------
+# shellcheck disable=SC2034  # read by ensure_packages in common.sh
 DATAHUB_PACKAGES=(curl python3 wrk haproxy "nginx-light|nginx" util-linux procps)
 [[ $GATEWAY == 1 ]] && DATAHUB_PACKAGES+=(build-essential cmake ninja-build ccache pkg-config
   libcaf-dev libboost-dev libpqxx-dev libhiredis-dev prometheus-cpp-dev libspdlog-dev
@@ -120,10 +124,12 @@ T_URL[datahub]="http://127.0.0.1:$GW_PORT"
 T_URL[haproxy]="http://127.0.0.1:$HA_PORT"
 T_URL[nginx]="http://127.0.0.1:$NG_PORT"
 
+# A server that needs SIGKILL (no exit within 30 s of SIGTERM) is listed in the report.
 stop_target() {
-  local name="$1"
+  local name="$1" started=$SECONDS
   [[ -n "${T_PID[$name]:-}" ]] || return 0
   stop_pid "${T_PID[$name]}" "${T_WHAT[$name]}" 30
+  if ((SECONDS - started >= 30)); then echo "$name" >>"$RUN/killed.txt"; fi
   T_PID[$name]=""
 }
 stop_all_targets() {
@@ -169,7 +175,9 @@ status_kib() { # field pids -> the /proc/<pid>/status field (VmHWM, VmRSS) summe
   done
   echo "$s"
 }
-pg_pids() { [[ -f "$RUN/pg/postgres.pid" ]] && tree "$(cat "$RUN/pg/postgres.pid")" || true; }
+pg_pids() {
+  if [[ -f "$RUN/pg/postgres.pid" ]]; then tree "$(cat "$RUN/pg/postgres.pid")"; fi
+}
 
 render() { # conf file -> $RUN/file with the placeholders filled
   sed -e "s|@RUN@|$RUN|g" -e "s|@KEYS@|$KEYS|g" -e "s|@WORKERS@|$WORKERS|g" \
@@ -222,7 +230,7 @@ start_target() { # name [extra environment for the gateway...]; UNPINNED=1: not 
 }
 
 PORTS="$UP_PORT $HA_PORT $NG_PORT"
-[[ $GATEWAY == 1 ]] && PORTS+=" $GW_PORT $PG_PORT"
+[[ $GATEWAY == 1 ]] && PORTS+=" $GW_PORT"
 for p in $PORTS; do port_in_use "$p" && die "port $p is already in use (see the *_PORT settings)"; done
 
 log "run folder $RUN; CPU pinning: $PIN_DESC"
@@ -237,7 +245,15 @@ want idle-keys && [[ $GATEWAY == 1 ]] && KEY_SETS+=("idle:$IDLE_KEYS:1000000000:
 SET_ARGS=()
 for s in "${KEY_SETS[@]}"; do SET_ARGS+=(--set "$s"); done
 
+# The throwaway cluster is deleted once stopped (this cleanup is registered first, so it runs
+# after stop_postgres); KEEP_LOGS=1 keeps it, with its log.
+remove_pg_cluster() {
+  if [[ $KEEP_LOGS != 1 && -d "$RUN/pg" && ! -f "$RUN/pg/postgres.pid" ]]; then
+    rm -rf "$(pg_home "$RUN/pg")"
+  fi
+}
 if [[ $GATEWAY == 1 ]]; then
+  on_exit remove_pg_cluster
   start_postgres "$RUN/pg" "$PG_PORT"
   on_exit stop_all_targets
   if [[ $PIN == 1 ]]; then # backends forked later inherit the postmaster's CPU
@@ -327,15 +343,15 @@ fi
 printf 'scenario\tround\ttarget\tmode\trps\tp50_us\tp99_us\trequests\tduration_us\tnon2xx\tsockerr\tanswers\ta2xx\ta401\ta429\tsrv_ticks\tup_ticks\tpg_ticks\twall_s\thwm_kib\trss_kib\n' >"$TSV"
 
 # measure SCENARIO ROUND TARGET MODE KEYFILE [DURATION]: one wrk run (MODE loop: for DURATION;
-# pass: one request per key) with the target's CPU ticks, the upstream's and PostgreSQL's, and the
+# pass: one request per key, ending by itself, DURATION only bounds it) with the target's CPU ticks, the upstream's and PostgreSQL's, and the
 # target's VmHWM and VmRSS afterwards. With SCENARIO "-" nothing is recorded (a warm-up).
 measure() {
-  local sc="$1" rnd="$2" t="$3" mode="$4" keys="$5" dur="${6:-60s}" out pids up pg
+  local sc="$1" rnd="$2" t="$3" mode="$4" keys="$5" dur="${6:-900s}" out pids up pg
   local s0 s1 u0 u1 g0 g1 w0 w1 line pass=0
   out="$RUN/wrk/$sc-$rnd-$t.txt"
   [[ $mode == pass ]] && pass=1
   if ! alive "${T_PID[$t]}"; then # it crashed after the last run: note it, start it again
-    note_crash "$t" "$sc" "$rnd" "before this run"
+    note_crash "$t" "${sc/#-/warm-up}" "$rnd" "before this run"
     # shellcheck disable=SC2086
     start_target "$t" ${T_EXTRA[$t]}
   fi
@@ -348,7 +364,7 @@ measure() {
   # shellcheck disable=SC2086
   s1=$(cpu_ticks $pids) u1=$(cpu_ticks $up) g1=$(cpu_ticks $pg) w1=$(date +%s.%N)
   if ! alive "${T_PID[$t]}"; then
-    note_crash "$t" "$sc" "$rnd" "during this run"
+    note_crash "$t" "${sc/#-/warm-up}" "$rnd" "during this run"
     # shellcheck disable=SC2086
     start_target "$t" ${T_EXTRA[$t]}
   fi
@@ -362,6 +378,9 @@ measure() {
     "$sockerr" "$pass_answers" "$pass_2xx" "$pass_401" "$pass_429" $((s1 - s0)) $((u1 - u0)) \
     $((g1 - g0)) "$(awk -v a="$w1" -v b="$w0" 'BEGIN {printf "%.3f", a - b}')" \
     "$(status_kib VmHWM $pids)" "$(status_kib VmRSS $pids)" >>"$TSV"
+  if [[ $mode == pass && "$pass_answers" != "$(grep -c . "$keys")" ]]; then
+    warn "$sc round $rnd $t: the pass got $pass_answers answers for $(grep -c . "$keys") keys"
+  fi
   if [[ $mode == pass ]]; then
     log "$sc round $rnd $t: one pass, $pass_answers answers in $((duration_us / 1000)) ms" \
       "(2xx $pass_2xx, 401 $pass_401, 429 $pass_429), p50 ${p50_us}us p99 ${p99_us}us"
@@ -461,7 +480,7 @@ MACHINE+=" $(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo),
 {
   echo "machine=$MACHINE"
   echo "tools=$(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR == 1 {print $3}'), wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}')"
-  echo "load=wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, warm-up $WARMUP; passes: -t1 -c$CONNS, one request per key"
+  echo "load=wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS round(s), warm-up $WARMUP; passes: -t1 -c$CONNS, one request per key"
   echo "pinning=$PIN_DESC"
   echo "workers=$WORKERS (nginx worker_processes, HAProxy nbthread, datahub IO_THREADS and ACTOR_THREADS)"
   echo "gateway=LOG_LEVEL=$GW_LOG_LEVEL to a file, DATAHUB_ENV=production, no Redis"

@@ -1,6 +1,7 @@
 // Secret generation and hashing with OpenSSL.
 #include "core/secrets.hpp"
 
+#include <algorithm>
 #include <array>
 
 #include <openssl/crypto.h>
@@ -99,14 +100,76 @@ std::string hmac_sha256(std::string_view key, std::string_view message) {
   return std::string(reinterpret_cast<char*>(digest), len);
 }
 
+namespace {
+
+// HMAC-SHA256 with the key's padded blocks absorbed once: the data plane hashes every presented
+// secret with the same salt, and the one-shot HMAC() sets up a new context each time (OpenSSL 3
+// spends most of a short HMAC there). Per thread, rebuilt when the salt changes.
+class hmac_sha256_prefix {
+ public:
+  ~hmac_sha256_prefix() {
+    EVP_MD_CTX_free(inner_);
+    EVP_MD_CTX_free(outer_);
+    EVP_MD_CTX_free(work_);
+  }
+
+  void digest(std::string_view key, std::string_view message, unsigned char out[32]) {
+    if (!inner_ || key != key_)
+      prepare(key);
+    unsigned int len = 0;
+    unsigned char inner_digest[32];
+    EVP_MD_CTX_copy_ex(work_, inner_);
+    EVP_DigestUpdate(work_, message.data(), message.size());
+    EVP_DigestFinal_ex(work_, inner_digest, &len);
+    EVP_MD_CTX_copy_ex(work_, outer_);
+    EVP_DigestUpdate(work_, inner_digest, sizeof inner_digest);
+    EVP_DigestFinal_ex(work_, out, &len);
+  }
+
+ private:
+  void prepare(std::string_view key) {
+    key_.assign(key);
+    unsigned char block[64] = {};
+    if (key.size() > sizeof block) {
+      unsigned int len = 0;
+      EVP_Digest(key.data(), key.size(), block, &len, EVP_sha256(), nullptr);
+    } else {
+      std::copy(key.begin(), key.end(), block);
+    }
+    unsigned char ipad[64];
+    unsigned char opad[64];
+    for (size_t i = 0; i < sizeof block; ++i) {
+      ipad[i] = block[i] ^ 0x36;
+      opad[i] = block[i] ^ 0x5c;
+    }
+    if (!inner_) {
+      inner_ = EVP_MD_CTX_new();
+      outer_ = EVP_MD_CTX_new();
+      work_ = EVP_MD_CTX_new();
+    }
+    EVP_DigestInit_ex(inner_, EVP_sha256(), nullptr);
+    EVP_DigestUpdate(inner_, ipad, sizeof ipad);
+    EVP_DigestInit_ex(outer_, EVP_sha256(), nullptr);
+    EVP_DigestUpdate(outer_, opad, sizeof opad);
+  }
+
+  std::string key_;
+  EVP_MD_CTX* inner_ = nullptr;
+  EVP_MD_CTX* outer_ = nullptr;
+  EVP_MD_CTX* work_ = nullptr;
+};
+
+}  // namespace
+
 std::string hash_secret(std::string_view salt, std::string_view secret) {
   static constexpr char hex[] = "0123456789abcdef";
-  const auto raw = hmac_sha256(salt, secret);
-  std::string out;
-  out.reserve(raw.size() * 2);
-  for (unsigned char c : raw) {
-    out.push_back(hex[c >> 4]);
-    out.push_back(hex[c & 15]);
+  thread_local hmac_sha256_prefix hmac;
+  unsigned char raw[32];
+  hmac.digest(salt, secret, raw);
+  std::string out(64, '0');
+  for (size_t i = 0; i < sizeof raw; ++i) {
+    out[2 * i] = hex[raw[i] >> 4];
+    out[2 * i + 1] = hex[raw[i] & 15];
   }
   return out;
 }

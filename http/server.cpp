@@ -6,8 +6,10 @@
 
 #include <array>
 #include <deque>
+#include <map>
 #include <optional>
 #include <stdexcept>
+#include <unordered_map>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -352,6 +354,35 @@ class session : public std::enable_shared_from_this<session> {
     do_write();
   }
 
+  struct request_metric_series {
+    prometheus::Counter* count = nullptr;
+    prometheus::Histogram* duration = nullptr;
+  };
+
+  // The request metrics' series, looked up once per label set and I/O thread: the family's own
+  // lookup hashes the labels under a mutex on every call. Label sets are bounded (route names,
+  // admin templates, methods, statuses), so the cache is too.
+  request_metric_series& request_series(const std::string& method, const std::string& path,
+                                        const std::string& status) {
+    thread_local std::unordered_map<std::string, request_metric_series> cache;
+    auto& m = server_.metrics();
+    std::string key = std::to_string(reinterpret_cast<uintptr_t>(&m));  // one cache per registry
+    key.reserve(key.size() + method.size() + path.size() + status.size() + 3);
+    key.push_back('\n');
+    key.append(method).push_back('\n');
+    key.append(path).push_back('\n');
+    key.append(status);
+    auto it = cache.find(key);
+    if (it != cache.end())
+      return it->second;
+    const std::map<std::string, std::string> labels{
+        {"method", method}, {"path", path}, {"status", status}};
+    request_metric_series series{
+        &m.http_requests_total.Add(labels),
+        &m.http_request_duration_seconds.Add(labels, core::metrics::http_buckets())};
+    return cache.emplace(std::move(key), series).first->second;
+  }
+
   // Headers every answer carries, then the request's metrics and log line.
   void finish(exchange& ex, response& res) {
     res.set("X-Request-Id", ex.request_id);
@@ -371,14 +402,9 @@ class session : public std::enable_shared_from_this<session> {
     const std::string method{ex.req.method_string().empty() ? std::string_view{"UNKNOWN"}
                                                             : ex.req.method_string()};
     const auto status_text = status_label(status);
-    auto& m = server_.metrics();
-    m.http_requests_total
-        .Add({{"method", method}, {"path", ex.path_label}, {"status", status_text}})
-        .Increment();
-    m.http_request_duration_seconds
-        .Add({{"method", method}, {"path", ex.path_label}, {"status", status_text}},
-             core::metrics::http_buckets())
-        .Observe(seconds);
+    auto& series = request_series(method, ex.path_label, status_text);
+    series.count->Increment();
+    series.duration->Observe(seconds);
     if (core::log_enabled(spdlog::level::info)) {
       const auto path = ex.path.empty() ? std::string{ex.req.target()} : ex.path;
       core::log_info("Request completed", {{"requestId", ex.request_id},
@@ -408,8 +434,10 @@ class session : public std::enable_shared_from_this<session> {
 
   void on_write(beast::error_code ec) {
     writing_ = false;
-    if (closed_ || pending_.empty())
-      return;  // the connection was closed while the answer was being written
+    if (closed_ || pending_.empty()) {
+      pending_.clear();  // the connection was closed while the answer was being written
+      return;
+    }
     const bool keep = pending_.front().res->keep_alive();
     pending_.pop_front();
     if (ec) {
@@ -459,8 +487,12 @@ class session : public std::enable_shared_from_this<session> {
     if (closed_)
       return;
     closed_ = true;
-    // Answers still owed to pending requests are abandoned with the connection.
-    pending_.clear();
+    // Answers still owed to pending requests are abandoned with the connection; an answer being
+    // written stays alive until its write completes, since the write reads from it.
+    if (writing_)
+      pending_.erase(std::next(pending_.begin()), pending_.end());
+    else
+      pending_.clear();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.socket().close(ec);

@@ -85,8 +85,12 @@ class KeyRegistryTest : public ::testing::Test {
 };
 
 TEST_F(KeyRegistryTest, AdmitsExactlyTheLimitUnderConcurrentRequests) {
+  // A clock that stands still: the burst of 50 is all there is, however slowly the machine
+  // answers the 300 requests (on the real clock one more would be admitted every 1.2 s).
+  registry_options options;
+  options.clock = [] { return int64_t{1'000'000'000'000}; };
+  registry(options);
   source_->put(make_key("h1", {50, 5000}));
-  registry();
   std::atomic<int> answered{0}, admitted{0}, limited{0};
   std::vector<std::thread> clients;
   for (int t = 0; t < 6; ++t) {
@@ -116,35 +120,43 @@ TEST_F(KeyRegistryTest, AdmitsExactlyTheLimitUnderConcurrentRequests) {
 }
 
 TEST_F(KeyRegistryTest, RateLimitedAnswerCarriesConsistentRetryAfter) {
-  // 15 s into an aligned minute (2023-11-14T21:00:15Z) on a clock the test moves.
+  // SPEC 3.4's acceptance case on a monotonic clock the test moves: 5 per minute gives exactly
+  // 5 admissions, then a refusal whose Retry-After is the emission interval (60 s / 5) and
+  // equals the reset of the window the `RateLimit` header shows.
   constexpr int64_t second = 1'000'000'000;
-  auto now = std::make_shared<std::atomic<int64_t>>((1'699'999'200 + 15) * second);
+  auto now = std::make_shared<std::atomic<int64_t>>(7'777 * second + 123'456'789);
   registry_options options;
   options.clock = [now] { return now->load(); };
   registry(options);
-  source_->put(make_key("h1", {2, 5000}));
-  ASSERT_EQ(admit("h1").result, admission::verdict::admitted);
-  auto second_admit = admit("h1");
-  ASSERT_EQ(second_admit.result, admission::verdict::admitted);
-  EXPECT_EQ(second_admit.minute.remaining, 0);
+  source_->put(make_key("h1", {5, 5000}));
+  for (int i = 0; i < 4; ++i)
+    ASSERT_EQ(admit("h1").result, admission::verdict::admitted) << "request " << i;
+  auto fifth = admit("h1");
+  ASSERT_EQ(fifth.result, admission::verdict::admitted);
+  EXPECT_EQ(fifth.minute.remaining, 0);
+  EXPECT_STREQ(fifth.tightest().name, "minute");
+  EXPECT_EQ(fifth.tightest().reset_seconds, 12);
   auto refused = admit("h1");
   ASSERT_EQ(refused.result, admission::verdict::rate_limited);
   EXPECT_TRUE(refused.limits_checked);
   EXPECT_STREQ(refused.limited_by, "minute");
+  EXPECT_EQ(refused.retry_after_seconds, 12);
   EXPECT_EQ(refused.retry_after_seconds, refused.tightest().reset_seconds);
   EXPECT_STREQ(refused.tightest().name, "minute");
-  // 45 s to the minute's end, then prev = 2 must decay to 1: 30 s into the next minute.
-  EXPECT_EQ(refused.retry_after_seconds, 75);
+  EXPECT_EQ(refused.tightest().remaining, 0);
   ASSERT_TRUE(refused.key);
   EXPECT_EQ(refused.key->id, "key_h1");
 
   // The jump is longer than the idle timeout, so the actor stops and parks its state; its
-  // successor goes on from it.
-  now->fetch_add(74 * second);
+  // successor goes on from it: still refused one second early, admitted after Retry-After.
+  now->fetch_add(11 * second);
   ASSERT_TRUE(eventually([&] { return registry().live_actors() == 0; }, 2000ms));
-  EXPECT_EQ(admit("h1").result, admission::verdict::rate_limited);
+  auto early = admit("h1");
+  EXPECT_EQ(early.result, admission::verdict::rate_limited);
+  EXPECT_EQ(early.retry_after_seconds, 1);
   now->fetch_add(second);
   EXPECT_EQ(admit("h1").result, admission::verdict::admitted);
+  EXPECT_EQ(admit("h1").result, admission::verdict::rate_limited);
 }
 
 TEST_F(KeyRegistryTest, UnknownKeyIsInvalidAndRememberedBriefly) {

@@ -53,7 +53,25 @@ TEST(Secrets, HashIsKeyedAndStable) {
 
 TEST(Secrets, HmacMatchesRfc4231TestCase2) {
   const auto mac = hmac_sha256("Jefe", "what do ya want for nothing?");
-  EXPECT_EQ(base64_encode(mac), "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDOOCYhE2wHpw=");
+  EXPECT_EQ(base64_encode(mac), "W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=");
+}
+
+TEST(Secrets, HashSecretIsHexHmacForShortAndLongSalts) {
+  const auto s = generate_secret(key_environment::live);
+  for (const std::string& salt :
+       {std::string{"short"}, std::string(64, 'x'), std::string(100, 'y')}) {
+    const auto raw = hmac_sha256(salt, s);
+    std::string hex;
+    for (unsigned char c : raw) {
+      static constexpr char digits[] = "0123456789abcdef";
+      hex.push_back(digits[c >> 4]);
+      hex.push_back(digits[c & 15]);
+    }
+    EXPECT_EQ(hash_secret(salt, s), hex) << salt.size();
+  }
+  // Alternating salts on one thread still give each salt's own hash.
+  EXPECT_NE(hash_secret("a", s), hash_secret("b", s));
+  EXPECT_EQ(hash_secret("a", s), hash_secret("a", s));
 }
 
 TEST(Secrets, Base64RoundTrips) {

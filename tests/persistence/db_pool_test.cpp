@@ -206,7 +206,14 @@ TEST_F(DbPoolTest, ReportsSchemaCurrent) {
 TEST_F(DbPoolTest, ExportsQueryDurationsAndPoolGauges) {
   pool_ = start_pool(pool_options(3));
   ASSERT_TRUE(ping(*pool_).ok());
-  const auto text = metrics_.serialize();
+  // The worker records the query and goes idle just after it hands the result over.
+  std::string text;
+  for (int i = 0; i < 100; ++i) {
+    text = metrics_.serialize();
+    if (text.find("datahub_db_connection_pool{status=\"idle\"} 1") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_NE(
       text.find("datahub_db_query_duration_seconds_count{operation=\"ping\",table=\"none\"} 1"),
       std::string::npos)
