@@ -129,13 +129,24 @@ void append_json_escaped(std::string& out, std::string_view s) {
 }
 
 bool is_secret_field(std::string_view name) {
-  std::string lower;
-  lower.reserve(name.size());
-  for (char c : name)
-    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  for (const char* needle :
+  // Case-insensitive substring search without allocating: this runs for every field of every
+  // log line, the request log included.
+  const auto contains = [name](std::string_view needle) {
+    if (needle.size() > name.size())
+      return false;
+    for (size_t i = 0; i + needle.size() <= name.size(); ++i) {
+      size_t j = 0;
+      while (j < needle.size() &&
+             std::tolower(static_cast<unsigned char>(name[i + j])) == needle[j])
+        ++j;
+      if (j == needle.size())
+        return true;
+    }
+    return false;
+  };
+  for (std::string_view needle :
        {"authorization", "api-key", "apikey", "api_key", "secret", "password", "token"})
-    if (lower.find(needle) != std::string::npos)
+    if (contains(needle))
       return true;
   return false;
 }

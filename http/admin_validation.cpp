@@ -6,6 +6,7 @@
 
 #include "config/settings.hpp"
 #include "core/ids.hpp"
+#include "core/text.hpp"
 
 namespace datahub::http {
 
@@ -491,15 +492,7 @@ validated<persistence::key_patch> resolve_patch(const patch_key_request& request
 }
 
 std::optional<std::string> percent_decode(std::string_view text) {
-  const auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9')
-      return c - '0';
-    if (c >= 'a' && c <= 'f')
-      return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-      return c - 'A' + 10;
-    return -1;
-  };
+  const auto hex = core::hex_digit_value;
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {

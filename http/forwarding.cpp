@@ -6,6 +6,8 @@
 
 #include <boost/beast/core/string.hpp>
 
+#include "core/text.hpp"
+
 namespace datahub::http {
 
 namespace {
@@ -13,14 +15,6 @@ namespace {
 constexpr std::array<std::string_view, 9> hop_by_hop_headers = {
     "Connection", "Keep-Alive",          "Proxy-Connection",  "TE", "Trailer", "Transfer-Encoding",
     "Upgrade",    "Proxy-Authorization", "Proxy-Authenticate"};
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
 
 void append_number(std::string& out, int64_t value) {
   char digits[24];
@@ -65,7 +59,7 @@ bool named_in_connection(const bh::fields& message, std::string_view name) {
     std::string_view list = it->value();
     while (!list.empty()) {
       const auto comma = list.find(',');
-      const auto token = trim(list.substr(0, comma));
+      const auto token = core::trim_ows(list.substr(0, comma));
       if (!token.empty() && boost::beast::iequals(token, name))
         return true;
       if (comma == std::string_view::npos)
@@ -130,7 +124,7 @@ request build_upstream_request(request& client, const route& r, std::string_view
   std::string forwarded_for;
   const auto xff = client.equal_range("X-Forwarded-For");
   for (auto it = xff.first; it != xff.second; ++it) {
-    const auto value = trim(it->value());
+    const auto value = core::trim_ows(it->value());
     if (value.empty())
       continue;
     forwarded_for += value;

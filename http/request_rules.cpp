@@ -5,29 +5,9 @@
 
 #include <boost/beast/core/string.hpp>
 
+#include "core/text.hpp"
+
 namespace datahub::http {
-
-namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
 
 std::optional<std::string> check_target(std::string_view target, std::string& path,
                                         std::string& query) {
@@ -45,8 +25,8 @@ std::optional<std::string> check_target(std::string_view target, std::string& pa
     if (c < 0x20 || c == 0x7f)
       return std::string{"Path must not contain control characters"};
     if (c == '%') {
-      const int hi = i + 1 < raw_path.size() ? hex_value(raw_path[i + 1]) : -1;
-      const int lo = i + 2 < raw_path.size() ? hex_value(raw_path[i + 2]) : -1;
+      const int hi = i + 1 < raw_path.size() ? core::hex_digit_value(raw_path[i + 1]) : -1;
+      const int lo = i + 2 < raw_path.size() ? core::hex_digit_value(raw_path[i + 2]) : -1;
       if (hi < 0 || lo < 0)
         return std::string{"Path has a malformed percent-encoding"};
       const int decoded = hi * 16 + lo;
@@ -82,21 +62,21 @@ credentials extract_credentials(const request& req) {
   bool unusable = false;
 
   if (req.find("X-API-Key") != req.end()) {
-    const auto v = trim(req["X-API-Key"]);
+    const auto v = core::trim_ows(req["X-API-Key"]);
     if (v.empty())
       unusable = true;
     else
       from_header = v;
   }
   if (req.find(bh::field::authorization) != req.end()) {
-    const auto v = trim(req[bh::field::authorization]);
+    const auto v = core::trim_ows(req[bh::field::authorization]);
     const auto space = v.find(' ');
     const auto scheme = v.substr(0, space);
     if (!boost::beast::iequals(scheme, "Bearer")) {
       unusable = true;
     } else {
-      const auto token =
-          space == std::string_view::npos ? std::string_view{} : trim(v.substr(space + 1));
+      const auto token = space == std::string_view::npos ? std::string_view{}
+                                                         : core::trim_ows(v.substr(space + 1));
       if (token.empty())
         unusable = true;
       else

@@ -36,6 +36,7 @@ class DataPlane : public ::testing::Test {
         db_.url(), std::map<std::string, std::string>{{"ROUTES_FILE", routes_path_},
                                                       {"MAX_BODY_BYTES", "65536"},
                                                       {"DEFAULT_RATE_LIMIT_MINUTE", "1000"},
+                                                      {"USAGE_FLUSH_INTERVAL_MS", "200"},
                                                       {"MAX_HEADER_BYTES", "4096"},
                                                       {"HEADER_TIMEOUT_MS", "1500"}});
     ASSERT_TRUE(gw_->wait_ready()) << gw_->output();
@@ -239,6 +240,29 @@ TEST_F(DataPlane, RevokedKeyIsRefusedAndRaisedLimitAppliesAtOnce) {
   EXPECT_EQ(get("/api/v1/data/x", secret).status, 429);
   ASSERT_EQ(http_request(gw_->port(), "DELETE", "/api/v1/keys/" + id, admin()).status, 200);
   expect_error(get("/api/v1/data/x", secret), 401, "invalid_api_key");
+}
+
+TEST_F(DataPlane, UsageIsWrittenInBatchesWithLastUsedAt) {
+  auto created = create_key({{"name", "metered"},
+                             {"scopes", {"data:read"}},
+                             {"rate_limit", {{"per_minute", 3}, {"per_hour", 100}}}});
+  const std::string secret = created["secret"];
+  const std::string id = created["id"];
+  for (int i = 0; i < 4; ++i)
+    get("/api/v1/data/x", secret);  // 3 admitted, 1 refused
+  std::string row;
+  for (int i = 0; i < 50 && row.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    row = db_.exec("SELECT requests || '/' || status_2xx || '/' || status_4xx || '/' || "
+                   "rate_limited || '/' || (bytes_out > 0) FROM api_key_usage WHERE key_id = '" +
+                   id + "'");
+  }
+  EXPECT_EQ(row, "4/3/1/1/true");
+  EXPECT_EQ(db_.exec("SELECT count(*) FROM api_key_usage WHERE key_id = '" + id + "'"), "1");
+  const auto used = http_request(gw_->port(), "GET", "/api/v1/keys/" + id, admin()).json();
+  ASSERT_TRUE(used["last_used_at"].is_string()) << used.dump();
+  EXPECT_EQ(used["last_used_at"].get<std::string>().substr(17), "00.000Z")
+      << "last_used_at has one-minute precision";
 }
 
 TEST_F(DataPlane, RefusesInTheSpecifiedOrder) {
