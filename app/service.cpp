@@ -12,6 +12,8 @@
 #include <thread>
 #include <variant>
 
+#include <malloc.h>
+
 #include <caf/all.hpp>
 
 #include "actors/key_registry.hpp"
@@ -88,13 +90,17 @@ bool bootstrap_admin_key(const config::settings& s, persistence::key_store& keys
   }
 }
 
-/// Refreshes datahub_active_api_keys periodically.
-class active_key_gauge {
+/// Housekeeping on its own thread: refreshes datahub_active_api_keys every 15 s, and hands
+/// memory back to the operating system after many key actors went idle (glibc keeps freed
+/// memory otherwise, and the RSS of an instance that once served a burst of keys would stay at
+/// its peak).
+class housekeeping {
  public:
-  active_key_gauge(persistence::key_store& keys, core::metrics& m) : keys_(keys), metrics_(m) {
+  housekeeping(persistence::key_store& keys, actors::key_registry& registry, core::metrics& m)
+      : keys_(keys), registry_(registry), metrics_(m) {
     thread_ = std::thread([this] { loop(); });
   }
-  ~active_key_gauge() {
+  ~housekeeping() {
     {
       std::lock_guard<std::mutex> lock{mutex_};
       stop_ = true;
@@ -105,19 +111,32 @@ class active_key_gauge {
 
  private:
   void loop() {
+    constexpr auto tick = 1s;
+    constexpr int gauge_every = 15;
+    constexpr size_t trim_after_stopped = 1000;
     std::unique_lock<std::mutex> lock{mutex_};
-    while (!stop_) {
+    size_t high_water = 0;
+    for (int n = 0; !stop_; ++n) {
       lock.unlock();
-      keys_.count_active([this](persistence::db_result<int64_t> r) {
-        if (r)
-          metrics_.active_api_keys.Add({}).Set(static_cast<double>(r.value()));
-      });
+      if (n % gauge_every == 0) {
+        keys_.count_active([this](persistence::db_result<int64_t> r) {
+          if (r)
+            metrics_.active_api_keys.Add({}).Set(static_cast<double>(r.value()));
+        });
+      }
+      const size_t live = registry_.live_actors();
+      high_water = std::max(high_water, live);
+      if (high_water - live >= trim_after_stopped) {
+        malloc_trim(0);
+        high_water = live;
+      }
       lock.lock();
-      cv_.wait_for(lock, 15s, [this] { return stop_; });
+      cv_.wait_for(lock, tick, [this] { return stop_; });
     }
   }
 
   persistence::key_store& keys_;
+  actors::key_registry& registry_;
   core::metrics& metrics_;
   std::mutex mutex_;
   std::condition_variable cv_;
@@ -166,6 +185,10 @@ int serve(const config::settings& s) {
   caf::actor_system_config cfg;
   cfg.set("scheduler.max-threads", s.actor_threads > 0 ? s.actor_threads : hardware_threads());
   cfg.set("logger.verbosity", caf::atom("quiet"));
+  // An idle worker waits on its condition variable (woken by the next message) after a short
+  // spin, instead of CAF's default of sleeping in 50 us steps for a while: the sleeps delay
+  // messages and the wake-ups take CPU from the I/O threads on a small machine.
+  cfg.set("work-stealing.moderate-poll-attempts", size_t{0});
   caf::actor_system system{cfg};
 
   auto pool = persistence::db_pool::start(
@@ -188,7 +211,7 @@ int serve(const config::settings& s) {
   auto& registry = *registry_ptr;
   auto& usage = *usage_ptr;
   registry.start();
-  active_key_gauge gauge{keys, metrics};
+  auto chores = std::make_unique<housekeeping>(keys, registry, metrics);
 
   http::route_holder routes;
   if (initial_routes)
@@ -267,6 +290,7 @@ int serve(const config::settings& s) {
     core::log_warn("Usage counts could not be written before exit");
   registry.stop();
   usage.stop();
+  chores.reset();
   registry_ptr.reset();
   usage_ptr.reset();
   pool->stop();

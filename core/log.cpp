@@ -3,12 +3,17 @@
 #include "core/log.hpp"
 
 #include <cctype>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <memory>
+#include <mutex>
+#include <thread>
 
-#include <spdlog/async.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <unistd.h>
+
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include "core/time.hpp"
@@ -167,22 +172,97 @@ std::string scrub_secrets(std::string line) {
   return line;
 }
 
+namespace {
+
+// Collects lines in memory and writes them to stdout in large pieces: at most every 100 ms (the
+// flusher thread), at once when 64 KiB are waiting, and at once for warnings and errors. A
+// request's log line then costs a copy under a mutex, not a write(2) or a thread wake-up.
+class buffered_stdout_sink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  buffered_stdout_sink() { buffer_.reserve(limit_ * 2); }
+  ~buffered_stdout_sink() override { write_out(); }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    buffer_.append(formatted.data(), formatted.size());
+    if (buffer_.size() >= limit_ || msg.level >= spdlog::level::warn)
+      write_out();
+  }
+
+  void flush_() override { write_out(); }
+
+ private:
+  void write_out() {
+    size_t done = 0;
+    while (done < buffer_.size()) {
+      const auto n = ::write(STDOUT_FILENO, buffer_.data() + done, buffer_.size() - done);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        break;  // stdout is gone; the lines are dropped rather than blocking the gateway
+      done += static_cast<size_t>(n);
+    }
+    buffer_.clear();
+  }
+
+  static constexpr size_t limit_ = 64 * 1024;
+  std::string buffer_;
+};
+
+/// Flushes the logger every 100 ms until stopped.
+class log_flusher {
+ public:
+  explicit log_flusher(std::shared_ptr<spdlog::logger> logger) : logger_(std::move(logger)) {
+    thread_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock{mutex_};
+      while (!stop_) {
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+        logger_->flush();
+      }
+    });
+  }
+  ~log_flusher() {
+    {
+      std::lock_guard<std::mutex> lock{mutex_};
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    logger_->flush();
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> logger_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+std::unique_ptr<log_flusher>& flusher() {
+  static std::unique_ptr<log_flusher> f;
+  return f;
+}
+
+}  // namespace
+
 void init_logging(const log_options& options) {
   auto& s = state();
   s.json = options.json;
   s.environment = options.environment;
-  spdlog::init_thread_pool(65536, 1);
-  auto sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
-  s.logger = std::make_shared<spdlog::async_logger>("datahub", sink, spdlog::thread_pool(),
-                                                    spdlog::async_overflow_policy::block);
+  auto sink = std::make_shared<buffered_stdout_sink>();
+  s.logger = std::make_shared<spdlog::logger>("datahub", sink);
   s.logger->set_pattern("%v");
   s.logger->set_level(parse_level(options.level));
   s.logger->flush_on(spdlog::level::warn);
-  spdlog::flush_every(std::chrono::seconds(1));
   spdlog::set_default_logger(s.logger);
+  flusher() = std::make_unique<log_flusher>(s.logger);
 }
 
 void shutdown_logging() {
+  flusher().reset();
   if (state().logger)
     state().logger->flush();
   spdlog::shutdown();
@@ -237,7 +317,7 @@ void log(spdlog::level::level_enum level, std::string_view msg,
   }
   line = scrub_secrets(std::move(line));
   if (s.logger)
-    s.logger->log(level, "{}", line);
+    s.logger->log(level, spdlog::string_view_t{line.data(), line.size()});
   else
     std::fprintf(stderr, "%s\n", line.c_str());
 }
