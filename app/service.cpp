@@ -223,7 +223,7 @@ int serve(const config::settings& s) {
                       [liveness_actor](liveness_callback reply) {
                         caf::anon_send(liveness_actor, std::move(reply));
                       },
-                      metrics};
+                      metrics, s.redis_url.has_value()};
   http::admin_api admin{s, keys, registry, metrics};
   http::proxy data_plane{s, routes, registry, usage, metrics};
   http::router router{health, admin, data_plane};

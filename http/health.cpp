@@ -19,8 +19,11 @@ bool is_get_or_head(const exchange& ex) {
 }  // namespace
 
 health::health(std::shared_ptr<persistence::db_pool> db, liveness_probe actors_alive,
-               core::metrics& metrics)
-    : db_(std::move(db)), actors_alive_(std::move(actors_alive)), metrics_(metrics) {}
+               core::metrics& metrics, bool redis_configured)
+    : db_(std::move(db)),
+      actors_alive_(std::move(actors_alive)),
+      metrics_(metrics),
+      redis_configured_(redis_configured) {}
 
 bool health::owns(std::string_view path) {
   return path == "/health" || path == "/health/live" || path == "/health/ready" ||
@@ -67,7 +70,8 @@ void health::ready(std::shared_ptr<exchange> ex) {
   };
   auto st = std::make_shared<state>();
   const bool shutting_down = shutting_down_.load();
-  auto finish = [ex, st, shutting_down] {
+  const char* redis = redis_configured_ ? "skipped" : "not_configured";
+  auto finish = [ex, st, shutting_down, redis] {
     const bool ok = st->database && st->schema && !shutting_down;
     nlohmann::json checks{
         {"database", st->database ? "ok" : "error"},

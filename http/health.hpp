@@ -24,8 +24,10 @@ class health {
   /// argument with the answer from any thread.
   using liveness_probe = std::function<void(std::function<void(bool)>)>;
 
+  /// `redis_configured`: REDIS_URL is set. This release keeps limits per instance, so Redis is
+  /// reported as `skipped`, never as a failure.
   health(std::shared_ptr<persistence::db_pool> db, liveness_probe actors_alive,
-         core::metrics& metrics);
+         core::metrics& metrics, bool redis_configured = false);
 
   /// Readiness turns false for good when shutdown starts.
   void set_shutting_down() { shutting_down_ = true; }
@@ -42,6 +44,7 @@ class health {
   liveness_probe actors_alive_;
   core::metrics& metrics_;
   std::atomic<bool> shutting_down_{false};
+  bool redis_configured_ = false;
 };
 
 }  // namespace datahub::http

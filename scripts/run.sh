@@ -42,7 +42,7 @@ flock -n 9 || die "another scripts/run.sh is already running the demo in $demo_d
 
 install_cleanup_traps
 ensure_packages
-build Release
+build Release datahub
 
 gateway_port="${PORT:-3000}"
 if port_in_use "$gateway_port"; then

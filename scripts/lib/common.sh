@@ -86,10 +86,10 @@ ensure_packages() {
   as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# Configures and builds into BUILD_DIR with Ninja. $1: CMAKE_BUILD_TYPE (Release by default).
-# DATAHUB_SKIP_BUILD=1 uses what is already in BUILD_DIR.
+# Configures and builds into BUILD_DIR with Ninja. $1: CMAKE_BUILD_TYPE (Release by default);
+# $2: one target to build (default: all). DATAHUB_SKIP_BUILD=1 uses what is already in BUILD_DIR.
 build() {
-  local type="${1:-Release}" jobs cache="$BUILD_DIR/CMakeCache.txt"
+  local type="${1:-Release}" target="${2:-all}" jobs cache="$BUILD_DIR/CMakeCache.txt"
   if [[ "${DATAHUB_SKIP_BUILD:-0}" == 1 ]]; then
     log "DATAHUB_SKIP_BUILD=1: using the build in $BUILD_DIR as it is"
     return 0
@@ -101,7 +101,7 @@ build() {
   log "configuring ($type) in $BUILD_DIR"
   cmake -S "$DATAHUB_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="$type" >/dev/null
   log "building with $jobs jobs"
-  cmake --build "$BUILD_DIR" -j"$jobs"
+  cmake --build "$BUILD_DIR" -j"$jobs" --target "$target"
 }
 
 # ---------------------------------------------------------------------------------------------
