@@ -126,4 +126,17 @@ admission decide_admission(const key_record& key, const admit_args& args, rate_l
 /// An admission that stops before the key is known (`invalid_key` or `unavailable`).
 admission unkeyed_admission(admission::verdict verdict);
 
+/// The requests of one key_registry::admit_all call, travelling in one message. A request it
+/// still holds when it is destroyed (the message was dropped, the registry is gone) is answered
+/// `unavailable`, so every request is answered exactly once.
+struct admission_batch_holder {
+  std::vector<admission_request> items;
+
+  ~admission_batch_holder() {
+    for (auto& r : items)
+      if (r.done)
+        r.done(unkeyed_admission(admission::verdict::unavailable));
+  }
+};
+
 }  // namespace datahub::actors

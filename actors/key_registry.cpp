@@ -113,6 +113,20 @@ class registry_core final : public key_actor_host,
           [=](answer_atom, const admit_ptr& request) {
             request->answer(unkeyed_admission(admission::verdict::invalid_key));
           },
+          [=](batch_atom, const admission_batch& batch) {
+            auto core = weak.lock();
+            if (!core)
+              return;  // the batch answers what it holds when it goes
+            for (auto& r : batch->items) {
+              admit_args args;
+              args.key_hash = std::move(r.key_hash);
+              args.required_scopes = std::move(r.required_scopes);
+              args.count = r.count;
+              args.done = std::move(r.done);
+              r.done = nullptr;
+              core->submit(std::move(args));
+            }
+          },
           [=](tick_atom) {
             auto core = weak.lock();
             if (!core || !core->polling_enabled())
@@ -203,6 +217,11 @@ class registry_core final : public key_actor_host,
     caf::anon_send(target, admit_atom::value, std::move(request));
     if (needs_load)
       load(key_hash, target);
+  }
+
+  /// Hands a batch to the helper actor, which submits each request from an actor thread.
+  void submit_batch(admission_batch batch) {
+    caf::anon_send(helper_, batch_atom::value, std::move(batch));
   }
 
   /// A changed key, from this instance's admin API (`insert` true) or the poller.
@@ -460,6 +479,14 @@ void key_registry::admit(std::string key_hash, std::vector<std::string> required
   args.count = count;
   args.done = std::move(done);
   impl_->core->submit(std::move(args));
+}
+
+void key_registry::admit_all(std::vector<admission_request> requests) {
+  if (requests.empty())
+    return;
+  auto batch = std::make_shared<admission_batch_holder>();
+  batch->items = std::move(requests);
+  impl_->core->submit_batch(std::move(batch));
 }
 
 void key_registry::key_changed(const core::api_key& key) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
@@ -21,6 +22,8 @@ using loaded_atom = caf::atom_constant<caf::atom("loaded")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 /// The registry's helper: answer a request without a key actor.
 using answer_atom = caf::atom_constant<caf::atom("answer")>;
+/// The registry's helper: several admission requests, to hand to their key actors.
+using batch_atom = caf::atom_constant<caf::atom("batch")>;
 
 /// An immutable key record, shared by the cache and the key's actor.
 using key_record = std::shared_ptr<const core::api_key>;
@@ -28,6 +31,11 @@ using key_record = std::shared_ptr<const core::api_key>;
 class pending_admit;
 /// A request in flight; see key_actor.hpp for the exactly-once guarantee.
 using admit_ptr = std::shared_ptr<pending_admit>;
+
+struct admission_batch_holder;
+/// Requests made together (key_registry::admit_all); a request the batch still holds when it is
+/// destroyed (its message was dropped) is answered `unavailable`.
+using admission_batch = std::shared_ptr<admission_batch_holder>;
 
 /// The outcome of looking a key up by hash.
 struct load_outcome {
@@ -45,3 +53,4 @@ struct load_outcome {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(datahub::actors::key_record)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(datahub::actors::admit_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(datahub::actors::load_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(datahub::actors::admission_batch)

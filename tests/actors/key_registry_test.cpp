@@ -1,5 +1,6 @@
 // The key registry and its key actors on a real actor system, with an in-memory key source.
 #include "actors/key_registry.hpp"
+#include "actors/key_actor.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -117,6 +118,55 @@ TEST_F(KeyRegistryTest, AdmitsExactlyTheLimitUnderConcurrentRequests) {
   EXPECT_EQ(
       counter(metrics_.rate_limit_hits_total, {{"key_id", "key_h1"}, {"limit_type", "minute"}}),
       250);
+}
+
+TEST_F(KeyRegistryTest, BatchedAdmissionsAnswerEachRequestOnceAndKeepTheLimit) {
+  registry_options options;
+  options.clock = [] { return int64_t{1'000'000'000'000}; };
+  registry(options);
+  source_->put(make_key("h1", {50, 5000}));
+  source_->put(make_key("h2", {1000, 5000}));
+  std::atomic<int> answered{0}, admitted_h1{0}, admitted_h2{0}, unknown{0};
+  for (int b = 0; b < 10; ++b) {
+    std::vector<admission_request> batch;
+    for (int i = 0; i < 30; ++i) {
+      const std::string hash = i % 3 == 0 ? "h2" : (i % 3 == 1 ? "h1" : "nope");
+      batch.push_back(admission_request{hash, {"read"}, true, [&, hash](admission a) {
+                                          if (a.result == admission::verdict::admitted)
+                                            ++(hash == "h1" ? admitted_h1 : admitted_h2);
+                                          if (a.result == admission::verdict::invalid_key)
+                                            ++unknown;
+                                          ++answered;
+                                        }});
+    }
+    registry_->admit_all(std::move(batch));
+  }
+  ASSERT_TRUE(eventually([&] { return answered.load() == 300; }));
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(answered.load(), 300);  // each exactly once
+  EXPECT_EQ(admitted_h1.load(), 50);
+  EXPECT_EQ(admitted_h2.load(), 100);
+  EXPECT_EQ(unknown.load(), 100);
+}
+
+TEST_F(KeyRegistryTest, BatchAfterShutdownIsAnsweredUnavailable) {
+  registry();
+  source_->put(make_key("h1", {50, 5000}));
+  std::atomic<int> unavailable{0};
+  std::vector<admission_request> batch;
+  for (int i = 0; i < 5; ++i)
+    batch.push_back(admission_request{"h1", {"read"}, true, [&](admission a) {
+                                        if (a.result == admission::verdict::unavailable)
+                                          ++unavailable;
+                                      }});
+  registry_.reset();  // stops the registry's actors
+  EXPECT_EQ(unavailable.load(), 0);
+  // A batch whose message is dropped (its registry is gone) still answers every request.
+  {
+    auto holder = std::make_shared<admission_batch_holder>();
+    holder->items = std::move(batch);
+  }
+  EXPECT_EQ(unavailable.load(), 5);
 }
 
 TEST_F(KeyRegistryTest, RateLimitedAnswerCarriesConsistentRetryAfter) {
