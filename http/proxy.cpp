@@ -145,6 +145,7 @@ struct proxy::impl {
   // whole batch over in one message. On a busy connection set that is one hand-over between
   // the I/O thread and the actor threads per turn instead of one per request.
   void admit_soon(const boost::asio::any_io_executor& executor, actors::admission_request request) {
+    // Per I/O thread; a process runs one proxy, so the batch always belongs to `keys`.
     thread_local std::vector<actors::admission_request> pending;
     const bool first = pending.empty();
     pending.push_back(std::move(request));
