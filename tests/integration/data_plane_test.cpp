@@ -19,6 +19,7 @@
 #include "core/time.hpp"
 #include "tests/support/echo_upstream.hpp"
 #include "tests/support/harness.hpp"
+#include "tests/support/tcp_forwarder.hpp"
 
 namespace datahub::testing {
 namespace {
@@ -253,9 +254,10 @@ TEST_F(DataPlane, UsageIsWrittenInBatchesWithLastUsedAt) {
   std::string row;
   for (int i = 0; i < 50 && row.empty(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    row = db_.exec("SELECT requests || '/' || status_2xx || '/' || status_4xx || '/' || "
-                   "rate_limited || '/' || (bytes_out > 0) FROM api_key_usage WHERE key_id = '" +
-                   id + "'");
+    row = db_.exec(
+        "SELECT requests || '/' || status_2xx || '/' || status_4xx || '/' || "
+        "rate_limited || '/' || (bytes_out > 0) FROM api_key_usage WHERE key_id = '" +
+        id + "'");
   }
   EXPECT_EQ(row, "4/3/1/1/true");
   EXPECT_EQ(db_.exec("SELECT count(*) FROM api_key_usage WHERE key_id = '" + id + "'"), "1");
@@ -263,6 +265,45 @@ TEST_F(DataPlane, UsageIsWrittenInBatchesWithLastUsedAt) {
   ASSERT_TRUE(used["last_used_at"].is_string()) << used.dump();
   EXPECT_EQ(used["last_used_at"].get<std::string>().substr(17), "00.000Z")
       << "last_used_at has one-minute precision";
+}
+
+TEST_F(DataPlane, KnownKeysKeepWorkingWhilePostgresIsGone) {
+  // A second gateway on the same database, reaching PostgreSQL through a forwarder the test cuts.
+  const auto url = db_.url();
+  const auto at = url.find('@');
+  const auto colon = url.find(':', at);
+  const auto slash = url.find('/', colon);
+  tcp_forwarder forward{static_cast<uint16_t>(std::stoi(url.substr(colon + 1, slash - colon - 1)))};
+  gateway_process gw{url.substr(0, colon + 1) + std::to_string(forward.port()) + url.substr(slash),
+                     {{"ROUTES_FILE", routes_path_}, {"USAGE_FLUSH_INTERVAL_MS", "200"}}};
+  ASSERT_TRUE(gw.wait_ready()) << gw.output();
+  const headers admin_headers{{"Authorization", "Bearer " + gw.admin_key()},
+                              {"Content-Type", "application/json"}};
+  auto created = http_request(gw.port(), "POST", "/api/v1/keys", admin_headers,
+                              json{{"name", "known"}, {"scopes", {"data:read"}}}.dump());
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string secret = created.json()["secret"];
+  ASSERT_EQ(http_request(gw.port(), "GET", "/api/v1/data/x", {{"X-API-Key", secret}}).status, 200);
+
+  forward.cut();
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(http_request(gw.port(), "GET", "/api/v1/data/x", {{"X-API-Key", secret}}).status,
+              200);
+  EXPECT_EQ(http_request(gw.port(), "POST", "/api/v1/keys", admin_headers,
+                         json{{"name", "while-down"}}.dump())
+                .status,
+            503);
+  EXPECT_EQ(http_request(gw.port(), "GET", "/health/ready").status, 503);
+
+  forward.restore();
+  // The usage counted while PostgreSQL was gone is written once it is back.
+  std::string requests;
+  for (int i = 0; i < 50 && requests != "6"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    requests = db_.exec("SELECT coalesce(sum(requests), 0) FROM api_key_usage WHERE key_id = '" +
+                        created.json()["id"].get<std::string>() + "'");
+  }
+  EXPECT_EQ(requests, "6");
 }
 
 TEST_F(DataPlane, RefusesInTheSpecifiedOrder) {
