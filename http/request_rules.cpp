@@ -59,12 +59,13 @@ credentials extract_credentials(const request& req) {
   credentials out;
   std::optional<std::string_view> from_header;
   std::optional<std::string_view> from_auth;
-  bool unusable = false;
+  bool header_unusable = false;
+  bool auth_unusable = false;
 
   if (req.find("X-API-Key") != req.end()) {
     const auto v = core::trim_ows(req["X-API-Key"]);
     if (v.empty())
-      unusable = true;
+      header_unusable = true;
     else
       from_header = v;
   }
@@ -72,33 +73,39 @@ credentials extract_credentials(const request& req) {
     const auto v = core::trim_ows(req[bh::field::authorization]);
     const auto space = v.find(' ');
     const auto scheme = v.substr(0, space);
-    if (!boost::beast::iequals(scheme, "Bearer")) {
-      unusable = true;
-    } else {
-      const auto token = space == std::string_view::npos ? std::string_view{}
-                                                         : core::trim_ows(v.substr(space + 1));
-      if (token.empty())
-        unusable = true;
-      else
-        from_auth = token;
-    }
+    const auto token =
+        space == std::string_view::npos ? std::string_view{} : core::trim_ows(v.substr(space + 1));
+    if (boost::beast::iequals(scheme, "Bearer") && !token.empty())
+      from_auth = token;
+    else
+      auth_unusable = true;
   }
-  if (from_header && from_auth && *from_header != *from_auth) {
-    out.what = credentials::kind::conflict;
-    return out;
-  }
-  if (from_header || from_auth) {
-    // A usable key next to an unusable header is still ambiguous: refuse it.
-    if (unusable) {
+
+  if (from_header) {
+    // X-API-Key names the key. Authorization may carry something else for the upstream (Basic
+    // credentials, another service's token), which is forwarded untouched; only a second
+    // DataHub-shaped key that differs is a conflict.
+    const bool auth_is_a_key = from_auth && from_auth->rfind("dh_", 0) == 0;
+    if (auth_is_a_key && *from_auth != *from_header) {
       out.what = credentials::kind::conflict;
       return out;
     }
     out.what = credentials::kind::secret;
-    out.secret = std::string{from_header ? *from_header : *from_auth};
-    out.from_authorization = from_auth.has_value();
+    out.secret = std::string{*from_header};
+    out.from_authorization = from_auth && *from_auth == *from_header;
     return out;
   }
-  out.what = unusable ? credentials::kind::invalid : credentials::kind::none;
+  if (header_unusable) {
+    out.what = credentials::kind::invalid;
+    return out;
+  }
+  if (from_auth) {
+    out.what = credentials::kind::secret;
+    out.secret = std::string{*from_auth};
+    out.from_authorization = true;
+    return out;
+  }
+  out.what = auth_unusable ? credentials::kind::invalid : credentials::kind::none;
   return out;
 }
 

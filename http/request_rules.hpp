@@ -33,7 +33,9 @@ struct credentials {
 };
 
 /// Reads `X-API-Key` and `Authorization: Bearer` (scheme case-insensitive, surrounding
-/// whitespace ignored).
+/// whitespace ignored). With `X-API-Key` present, `Authorization` is the key only when it holds
+/// the same one; any other value (Basic credentials, a token for the upstream) is left to be
+/// forwarded, and a different `dh_` key there is a conflict.
 credentials extract_credentials(const request& req);
 
 }  // namespace datahub::http

@@ -52,6 +52,25 @@ bool iequals(std::string_view a, std::string_view b) {
   return beast::iequals(a, b);
 }
 
+/// The metrics `method` label: the standard methods by name, anything else as `OTHER`, so a
+/// client cannot create series by inventing methods.
+std::string method_label(bh::verb verb) {
+  switch (verb) {
+    case bh::verb::get:
+    case bh::verb::head:
+    case bh::verb::post:
+    case bh::verb::put:
+    case bh::verb::patch:
+    case bh::verb::delete_:
+    case bh::verb::options:
+    case bh::verb::connect:
+    case bh::verb::trace:
+      return std::string{bh::to_string(verb)};
+    default:
+      return "OTHER";
+  }
+}
+
 bool is_ows(char c) {
   return c == ' ' || c == '\t';
 }
@@ -148,6 +167,15 @@ class session : public std::enable_shared_from_this<session> {
   void on_wait(beast::error_code ec, size_t n) {
     reading_ = false;
     waiting_for_request_ = false;
+    if (lingering_) {
+      drain_input();
+      return;
+    }
+    if (ec == net::error::eof && !pending_.empty()) {
+      // The client half-closed after its requests: answer them, then close.
+      close_after_ = true;
+      return;
+    }
     if (ec) {
       if (ec == beast::error::timeout)
         count_close("idle_timeout");
@@ -184,6 +212,8 @@ class session : public std::enable_shared_from_this<session> {
       stream_.async_read_some(buffer_.prepare(8192),
                               [self = shared_from_this()](beast::error_code ec, size_t n) {
                                 self->reading_ = false;
+                                if (self->lingering_)
+                                  return self->drain_input();
                                 if (ec)
                                   return self->on_read_error(ec, true);
                                 self->buffer_.commit(n);
@@ -227,6 +257,13 @@ class session : public std::enable_shared_from_this<session> {
       reject_framing("Content-Length must appear once");
       return;
     }
+    const auto host_count =
+        std::distance(h.equal_range(bh::field::host).first, h.equal_range(bh::field::host).second);
+    if (host_count > 1 || (host_count == 0 && h.version() >= 11)) {
+      reject_framing("An HTTP/1.1 request needs exactly one Host header");
+      return;
+    }
+    header_fields_ = static_cast<size_t>(std::distance(h.begin(), h.end()));
     if (parser_->is_done()) {
       on_request();
       return;
@@ -251,6 +288,8 @@ class session : public std::enable_shared_from_this<session> {
     bh::async_read(stream_, buffer_, *parser_,
                    [self = shared_from_this()](beast::error_code ec, size_t) {
                      self->reading_ = false;
+                     if (self->lingering_)
+                       return self->drain_input();
                      if (ec)
                        return self->on_read_error(ec, false);
                      self->on_request();
@@ -321,6 +360,14 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void on_request() {
+    // Trailer fields of a chunked body land after the header's fields: they are dropped, so
+    // nothing in them (a key, a request id, forwarding headers) is taken as a header.
+    auto& fields = parser_->get();
+    while (static_cast<size_t>(std::distance(fields.begin(), fields.end())) > header_fields_) {
+      auto last = fields.begin();
+      std::advance(last, static_cast<std::ptrdiff_t>(header_fields_));
+      fields.erase(last);
+    }
     auto ex = make_exchange(parser_->release());
     parser_.reset();
     if (!ex->req.keep_alive())
@@ -402,7 +449,7 @@ class session : public std::enable_shared_from_this<session> {
     const std::string method{ex.req.method_string().empty() ? std::string_view{"UNKNOWN"}
                                                             : ex.req.method_string()};
     const auto status_text = status_label(status);
-    auto& series = request_series(method, ex.path_label, status_text);
+    auto& series = request_series(method_label(ex.req.method()), ex.path_label, status_text);
     series.count->Increment();
     series.duration->Observe(seconds);
     if (core::log_enabled(spdlog::level::info)) {
@@ -456,17 +503,25 @@ class session : public std::enable_shared_from_this<session> {
   // client still sends (for at most two seconds) so the kernel does not answer its unread
   // bytes with a reset that could destroy our answer in flight.
   void linger_close() {
-    if (closed_)
+    if (closed_ || lingering_)
       return;
+    lingering_ = true;
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     stream_.expires_after(std::chrono::seconds(2));
-    drain_input();
+    // A read already in flight (the next request's, during a drain) drains from its handler:
+    // two reads at once on one stream are not allowed.
+    if (!reading_)
+      drain_input();
   }
 
   void drain_input() {
+    if (closed_)
+      return;
+    reading_ = true;
     stream_.async_read_some(net::buffer(discard_),
                             [self = shared_from_this()](beast::error_code ec, size_t) {
+                              self->reading_ = false;
                               if (ec)
                                 return self->close_quietly();
                               self->drain_input();
@@ -511,7 +566,9 @@ class session : public std::enable_shared_from_this<session> {
   bool close_after_ = false;
   bool draining_ = false;
   bool closed_ = false;
-  size_t served_ = 0;  ///< requests read on this connection
+  bool lingering_ = false;    ///< the last answer is written; only draining input until EOF
+  size_t header_fields_ = 0;  ///< fields in the request's header, before any trailer
+  size_t served_ = 0;         ///< requests read on this connection
 };
 
 server::server(server_options options, handler dispatch, core::metrics& metrics)

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <future>
 #include <random>
 #include <regex>
 #include <thread>
@@ -304,6 +305,84 @@ TEST_F(DataPlane, KnownKeysKeepWorkingWhilePostgresIsGone) {
                         created.json()["id"].get<std::string>() + "'");
   }
   EXPECT_EQ(requests, "6");
+}
+
+TEST_F(DataPlane, UpstreamCredentialsBesideTheKeyAreForwarded) {
+  const auto secret = key();
+  auto r = http_request(gw_->port(), "GET", "/api/v1/data/echo",
+                        {{"X-API-Key", secret}, {"Authorization", "Basic dXNlcjpwYXNz"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["headers"]["Authorization"], "Basic dXNlcjpwYXNz");
+  EXPECT_FALSE(r.json()["headers"].contains("X-API-Key"));
+}
+
+TEST_F(DataPlane, ChunkedTrailersAreNotTakenAsHeaders) {
+  const auto secret = key();
+  const auto before = upstream_.requests();
+  const auto answer = raw_exchange(gw_->port(),
+                                   "POST /api/v1/data/t HTTP/1.1\r\nHost: x\r\n"
+                                   "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                   "5\r\nhello\r\n0\r\nX-API-Key: " +
+                                       secret + "\r\n\r\n");
+  EXPECT_NE(answer.find("HTTP/1.1 401"), std::string::npos) << answer;
+  EXPECT_NE(answer.find("missing_api_key"), std::string::npos) << answer;
+  EXPECT_EQ(upstream_.requests(), before);
+}
+
+TEST_F(DataPlane, HalfClosedClientStillGetsItsAnswer) {
+  const auto secret = key();
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(gw_->port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string request =
+      "GET /api/v1/data/x HTTP/1.1\r\nHost: x\r\nX-API-Key: " + secret + "\r\n\r\n";
+  ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(request.size()));
+  ::shutdown(fd, SHUT_WR);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string answer;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0)
+    answer.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0u) << answer;
+}
+
+TEST_F(DataPlane, RequestsWithoutOrWithTwoHostsAreRefused) {
+  const auto secret = key();
+  EXPECT_NE(
+      raw_exchange(gw_->port(), "GET /api/v1/data/x HTTP/1.1\r\nX-API-Key: " + secret + "\r\n\r\n")
+          .find("HTTP/1.1 400"),
+      std::string::npos);
+  EXPECT_NE(raw_exchange(gw_->port(),
+                         "GET /api/v1/data/x HTTP/1.1\r\nHost: a\r\nHost: b\r\n"
+                         "X-API-Key: " +
+                             secret + "\r\n\r\n")
+                .find("HTTP/1.1 400"),
+            std::string::npos);
+}
+
+TEST_F(DataPlane, InventedMethodsShareOneMetricsLabel) {
+  for (int i = 0; i < 20; ++i)
+    raw_exchange(gw_->port(), "FOO" + std::to_string(i) + " /x HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto m = http_request(gw_->port(), "GET", "/metrics").body;
+  EXPECT_EQ(m.find("method=\"FOO1"), std::string::npos);
+  EXPECT_NE(m.find("method=\"OTHER\""), std::string::npos) << m;
+}
+
+TEST_F(DataPlane, SigtermWithARequestInFlightAnswersItAndExitsZero) {
+  const auto secret = key();
+  auto pending = std::async(std::launch::async, [&] {
+    return http_request(gw_->port(), "GET", "/slow/never", {{"X-API-Key", secret}}).status;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(gw_->stop(SIGTERM), 0) << gw_->output();
+  EXPECT_EQ(pending.get(), 504);
 }
 
 TEST_F(DataPlane, RefusesInTheSpecifiedOrder) {
