@@ -46,12 +46,10 @@ using namespace std::chrono_literals;
 bool migrate_on_start(const config::settings& s) {
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while (true) {
+    // The migrator logs each migration it applies.
     auto applied = persistence::apply_migrations(s.database_url);
-    if (applied) {
-      for (const auto& name : *applied)
-        core::log_info("Migration applied", {{"migration", name}});
+    if (applied)
       return true;
-    }
     const auto& err = applied.error();
     if (err.code != persistence::db_errc::unavailable ||
         std::chrono::steady_clock::now() > deadline) {
