@@ -1,6 +1,8 @@
-// ULID generation with a per-thread monotonic guard so ids made in the same millisecond sort.
+// ULID generation: 48-bit millisecond time and 80 random bits. Ids sort by creation time to the
+// millisecond; ids made in the same millisecond have no order among themselves.
 #include "core/ids.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 
@@ -19,16 +21,18 @@ bool is_crockford(char c) {
   return false;
 }
 
-}  // namespace
+uint64_t now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
 
-std::string new_id(std::string_view prefix) {
-  const auto ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                            std::chrono::system_clock::now().time_since_epoch())
-                                            .count());
+// 48-bit millisecond time then 80 random bits, as 26 Crockford base32 digits behind the prefix.
+std::string encode_ulid(std::string_view prefix, uint64_t ms, const uint8_t* random10) {
   std::array<uint8_t, 16> bytes{};
   for (int i = 0; i < 6; ++i)
     bytes[static_cast<size_t>(i)] = static_cast<uint8_t>(ms >> (8 * (5 - i)));
-  random_bytes(bytes.data() + 6, 10);
+  std::copy(random10, random10 + 10, bytes.begin() + 6);
 
   // 128 bits as 26 base32 digits (130 bits, the first two zero): digit i holds bits
   // [5i - 2, 5i + 3) of the byte string, counted from its most significant bit.
@@ -46,6 +50,38 @@ std::string new_id(std::string_view prefix) {
   }
   out.append(digits, 26);
   return out;
+}
+
+// splitmix64: a small, fast generator, good enough to make request ids unique.
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+std::string new_id(std::string_view prefix) {
+  uint8_t random[10];
+  random_bytes(random, sizeof random);
+  return encode_ulid(prefix, now_ms(), random);
+}
+
+std::string new_request_id() {
+  thread_local uint64_t state = [] {
+    uint64_t seed = 0;
+    random_bytes(reinterpret_cast<uint8_t*>(&seed), sizeof seed);
+    return seed;
+  }();
+  const uint64_t a = splitmix64(state);
+  const uint64_t b = splitmix64(state);
+  uint8_t random[10];
+  for (int i = 0; i < 8; ++i)
+    random[i] = static_cast<uint8_t>(a >> (8 * i));
+  random[8] = static_cast<uint8_t>(b);
+  random[9] = static_cast<uint8_t>(b >> 8);
+  return encode_ulid("req", now_ms(), random);
 }
 
 bool is_valid_id(std::string_view prefix, std::string_view id) {

@@ -355,7 +355,7 @@ class session : public std::enable_shared_from_this<session> {
     ex->in_flight_token =
         std::shared_ptr<void>(nullptr, [&owner = server_](void*) { owner.request_finished(); });
     const auto incoming = ex->req["X-Request-Id"];
-    ex->request_id = is_safe_request_id(incoming) ? std::string{incoming} : core::new_id("req");
+    ex->request_id = is_safe_request_id(incoming) ? std::string{incoming} : core::new_request_id();
     return ex;
   }
 

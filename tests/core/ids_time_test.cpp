@@ -1,4 +1,6 @@
 // Prefixed ULIDs and RFC 3339 timestamps.
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include "core/ids.hpp"
@@ -14,6 +16,16 @@ TEST(Ids, NewIdIsValidAndSortsByTime) {
   EXPECT_FALSE(is_valid_id("key", a.substr(0, a.size() - 1)));
   EXPECT_FALSE(is_valid_id("key", "key_01H5X4Y6Z8A9B0C1D2E3F4G5HU"));  // U is not Crockford
   EXPECT_FALSE(is_valid_id("key", "key_../../etc/passwd"));
+}
+
+TEST(Ids, RequestIdsAreValidAndDistinct) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 10000; ++i) {
+    const auto id = new_request_id();
+    ASSERT_TRUE(is_valid_id("req", id)) << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 10000u);
 }
 
 TEST(Time, FormatsAndParsesRfc3339) {
