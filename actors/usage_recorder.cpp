@@ -33,27 +33,7 @@ namespace {
 constexpr size_t shard_count = 16;
 constexpr int64_t ms_per_minute = 60'000;
 
-struct counters {
-  int64_t requests = 0;
-  int64_t status_2xx = 0;
-  int64_t status_3xx = 0;
-  int64_t status_4xx = 0;
-  int64_t status_5xx = 0;
-  int64_t rate_limited = 0;
-  int64_t bytes_in = 0;
-  int64_t bytes_out = 0;
-
-  void add(const counters& o) {
-    requests += o.requests;
-    status_2xx += o.status_2xx;
-    status_3xx += o.status_3xx;
-    status_4xx += o.status_4xx;
-    status_5xx += o.status_5xx;
-    rate_limited += o.rate_limited;
-    bytes_in += o.bytes_in;
-    bytes_out += o.bytes_out;
-  }
-};
+using counters = persistence::usage_counts;
 
 /// One key's counters for one minute.
 struct cell {
@@ -74,30 +54,10 @@ using row_buffer = std::map<buffer_key, counters>;
 
 persistence::usage_row to_row(const buffer_key& k, const counters& c) {
   persistence::usage_row row;
+  static_cast<counters&>(row) = c;
   row.key_id = k.second;
   row.minute = core::from_unix_ms(k.first);
-  row.requests = c.requests;
-  row.status_2xx = c.status_2xx;
-  row.status_3xx = c.status_3xx;
-  row.status_4xx = c.status_4xx;
-  row.status_5xx = c.status_5xx;
-  row.rate_limited = c.rate_limited;
-  row.bytes_in = c.bytes_in;
-  row.bytes_out = c.bytes_out;
   return row;
-}
-
-counters from_row(const persistence::usage_row& row) {
-  counters c;
-  c.requests = row.requests;
-  c.status_2xx = row.status_2xx;
-  c.status_3xx = row.status_3xx;
-  c.status_4xx = row.status_4xx;
-  c.status_5xx = row.status_5xx;
-  c.rate_limited = row.rate_limited;
-  c.bytes_in = row.bytes_in;
-  c.bytes_out = row.bytes_out;
-  return c;
 }
 
 }  // namespace
@@ -228,7 +188,7 @@ class recorder_core : public std::enable_shared_from_this<recorder_core> {
       if (!r.ok()) {
         // Older rows go back beside the ones counted meanwhile; trimming keeps the newest.
         for (const auto& row : rows)
-          buffer_[{core::to_unix_ms(row.minute), row.key_id}].add(from_row(row));
+          buffer_[{core::to_unix_ms(row.minute), row.key_id}].add(row);
         trim_locked();
       }
       in_flight_ = false;
